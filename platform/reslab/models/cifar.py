@@ -18,9 +18,7 @@ CIFAR_WIDTHS = (16, 32, 64)
 def blocks_per_stage(depth: int) -> int:
     """n for a 6n+2-layer net; any other depth raises naming the rule and the paper's depths."""
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
-        raise ValueError(
-            f"CIFAR depth must be 6n+2 with n >= 1 (e.g. 20, 32, 44, 56, 110, 1202); got {depth!r}"
-        )
+        raise ValueError(f"CIFAR depth must be 6n+2 with n >= 1 (e.g. 20, 32, 44, 56, 110, 1202); got {depth!r}")
     return (depth - 2) // 6
 
 

@@ -50,7 +50,7 @@ def imagenet_net(depth: int, shortcut: str | None, num_classes: int = 1000) -> R
         nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
     )
     block, stages, in_channels = get_block(plan.block), [], 64
-    for index, (width, num_blocks) in enumerate(zip(STAGE_WIDTHS, plan.blocks)):
+    for index, (width, num_blocks) in enumerate(zip(STAGE_WIDTHS, plan.blocks, strict=True)):
         out_channels = width * expansion
         stages.append(make_stage(block, in_channels, out_channels, num_blocks, 1 if index == 0 else 2, shortcut))
         in_channels = out_channels

@@ -105,7 +105,8 @@ def resnet18(*, shortcut: str = "B", num_classes: int = 1000) -> ResNet:
 
 @register_model("imagenet", depth=34)
 def resnet34(*, shortcut: str = "B", num_classes: int = 1000) -> ResNet:
-    """ResNet-34 (Table 1, Table 3): 21,797,672 parameters with option B, 3.6 G multiply-adds, 25.03 (A) / 24.52 (B) / 24.19 (C) % top-1 error."""
+    """ResNet-34 (Table 1, Table 3): 21,797,672 parameters with option B, 3.6 G multiply-adds;
+    top-1 error 25.03 % (A), 24.52 % (B), 24.19 % (C)."""
     return imagenet_net(34, shortcut, num_classes)
 
 

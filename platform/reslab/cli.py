@@ -1,0 +1,163 @@
+"""The `reslab` command: train a net, benchmark the loop, list the model zoo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from .data import DatasetNotFoundError
+from .models import complexity, create_model, get_model_info, list_models
+from .training import CheckpointError, Report, TrainConfig, TrainingDiverged, build_trainer, paper_recipe
+
+USER_ERRORS = (ValueError, DatasetNotFoundError, CheckpointError, TrainingDiverged)
+
+
+def _add_train_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("train", help="train one net with the paper's recipe (shortened to --iterations)")
+    p.add_argument("--model", required=True, help="registered model name, e.g. cifar_resnet20 (see `reslab models`)")
+    p.add_argument("--dataset", choices=["cifar10", "imagenet", "synthetic"], help="default: from the model family")
+    p.add_argument("--data-dir", help="folder with the CIFAR-10 batches or ImageNet train/ and val/")
+    p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-dir if missing")
+    p.add_argument("--shortcut", help="shortcut option A, B or C (default: A for CIFAR, B for ImageNet)")
+    p.add_argument("--depth", type=int, help="depth for the any-depth builders cifar_resnet / cifar_plain")
+    p.add_argument("--iterations", type=int, help="SGD steps; milestones keep their fractions (default: the paper's)")
+    p.add_argument("--eval-every", type=int, help="iterations between reports (default: ten reports)")
+    p.add_argument("--batch-size", type=int, help="images per step (default: the paper's 128 / 256)")
+    p.add_argument("--lr", type=float, help="base learning rate (default: the paper's 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and augmentation")
+    p.add_argument("--validation", action="store_true", help="hold out 10%% of the training set as the test set")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 autocast where the hardware has native bf16, else fp32",
+    )
+    p.add_argument("--out", type=Path, help="run folder: config.json, metrics.jsonl, checkpoint.pt")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--json", action="store_true", help="print the final result as one JSON line on stdout")
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    family = get_model_info(args.model).family  # an unknown name raises listing the valid ones
+    dataset = args.dataset or ("imagenet" if family == "imagenet" else "cifar10")
+    recipe = paper_recipe(args.model, args.depth)
+    if args.iterations is not None:
+        recipe = recipe.scaled(args.iterations)
+    overrides = {"batch_size": args.batch_size, "lr": args.lr}
+    recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(
+        model=args.model,
+        recipe=recipe,
+        dataset=dataset,
+        data_dir=args.data_dir,
+        shortcut=args.shortcut,
+        depth=args.depth,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        download=args.download,
+        validation_fraction=0.1 if args.validation else None,
+        device=args.device,
+        precision=args.precision,
+    )
+
+
+def format_report(report: Report, iterations: int) -> str:
+    """One progress line, errors in percent as the paper gives them."""
+    return (
+        f"iter {report.iteration:>7}/{iterations}  train err {100 * report.train_error:6.2f}%  "
+        f"test err {100 * report.test_error:6.2f}%  train loss {report.train_loss:.4f}  "
+        f"lr {report.lr:.4g}  {report.images_per_second:8.1f} img/s"
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = _train_config(args).validate()
+    checkpoint = args.out / "checkpoint.pt" if args.out else None
+    if args.resume and (checkpoint is None or not checkpoint.is_file()):
+        raise CheckpointError(f"--resume needs a checkpoint at {checkpoint or '--out DIR/checkpoint.pt'}")
+    trainer = build_trainer(config)
+    if args.resume:
+        trainer.resume(checkpoint)
+        print(f"resumed from {checkpoint} at iteration {trainer.iteration}", file=sys.stderr)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    print(
+        f"training {config.model} on {config.dataset} ({trainer.device}) for {config.recipe.iterations} iterations",
+        file=sys.stderr,
+    )
+
+    def on_report(report: Report) -> None:
+        print(format_report(report, config.recipe.iterations), file=sys.stderr, flush=True)
+        if args.out:
+            with (args.out / "metrics.jsonl").open("a") as f:
+                f.write(json.dumps(report.as_dict()) + "\n")
+            trainer.save(checkpoint, config=config.to_dict())
+
+    final = trainer.run(on_report)
+    if args.json and final is not None:
+        print(json.dumps({**final.as_dict(), "iterations": final.iteration, "model": config.model}))
+    return 0
+
+
+def run_models(_: argparse.Namespace) -> int:
+    print(f"{'model':<18} {'family':<9} {'shortcut':<9} {'params':>12} {'mult-adds':>10}")
+    for name in list_models():
+        info = get_model_info(name)
+        size = complexity(create_model(name), info.input_size)
+        print(
+            f"{name:<18} {info.family:<9} {info.default_shortcut or '-':<9} {size.parameters:>12,} "
+            f"{size.multiply_adds / 1e9:>9.3f}G"
+        )
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from .bench import format_results, run_benchmark
+
+    results = run_benchmark(
+        args.models,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        reference_workers=args.reference_workers,
+        device=args.device,
+    )
+    print(json.dumps([r.as_dict() for r in results]) if args.json else format_results(results))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reslab", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_train_parser(commands)
+    commands.add_parser("models", help="list the registered nets with parameters and multiply-adds")
+    bench = commands.add_parser("bench", help="training images/s of reslab's loop vs a DataLoader reference")
+    bench.add_argument("--models", nargs="+", default=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110"])
+    bench.add_argument("--iterations", type=int, default=20, help="timed iterations per loop")
+    bench.add_argument("--batch-size", type=int, default=128)
+    bench.add_argument("--reference-workers", type=int, default=2, help="DataLoader workers of the reference")
+    bench.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
+    bench.add_argument("--json", action="store_true", help="print the results as one JSON line")
+    return parser
+
+
+COMMANDS = {"train": run_train, "models": run_models, "bench": run_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as error:
+        print(f"reslab: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Checkpoints that survive crashes: written atomically, read without executing pickled code."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, or not one of ours."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write `state` to `path` via a temporary file in the same folder and an atomic rename, so a
+    crash mid-write leaves the previous checkpoint intact rather than a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with `weights_only=True` (tensors and plain containers only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(error).__name__}: {error})") from error
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a reslab checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    return state

@@ -1,0 +1,123 @@
+"""One training run as a frozen config, and the one function that turns it into a `Trainer`.
+
+A run is a pure function of its config (and its checkpoint, when resuming): the config is what the
+CLI writes next to a run, what a study varies, and what a Ray trial receives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+
+from ..data import NORMALIZATIONS, ImageFolderData, TensorData, TrainingData, load_cifar10, synthetic_splits
+from ..models import create_model, get_model_info
+from ..models.shortcuts import SHORTCUT_OPTIONS
+from .loop import PRECISIONS, Trainer, pick_device
+from .recipe import Recipe, cifar_recipe, imagenet_recipe
+
+DATASETS: dict[str, str] = {"cifar10": "cifar", "synthetic": "cifar", "imagenet": "imagenet"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines one training run."""
+
+    model: str  # registered model name, e.g. "cifar_resnet56" (see `reslab models`)
+    recipe: Recipe = field(default_factory=cifar_recipe)  # optimisation schedule
+    dataset: str = "cifar10"  # "cifar10", "imagenet" or "synthetic"
+    data_dir: str | None = None  # dataset location (unused for "synthetic")
+    shortcut: str | None = None  # option "A", "B" or "C"; None = the paper's default for the family
+    depth: int | None = None  # only for the any-depth builders cifar_resnet / cifar_plain
+    seed: int = 0  # seeds model initialisation and the order/augmentation of batches
+    eval_every: int | None = None  # iterations between reports; None = ten reports per run
+    validation_fraction: float | None = None  # hold out this part of the training set as test set
+    normalization: str = "pixel_mean"  # "pixel_mean" (the paper) or "channel"
+    download: bool = False  # fetch CIFAR-10 when it is missing from data_dir
+    device: str | None = None  # "cpu", "cuda", "cuda:1"...; None = CUDA when available
+    precision: str = "auto"  # "fp32", "bf16", or "auto" (bf16 where the hardware has it natively)
+    workers: int = 4  # DataLoader processes decoding ImageNet images
+    ten_crop: bool = False  # ImageNet: test on 10 crops (the paper's comparisons) instead of 1
+
+    def problems(self) -> list[str]:
+        """Every invalid field with what it must be, checked before anything is built."""
+        found = []
+        try:
+            info = get_model_info(self.model)
+        except ValueError as error:
+            return [f"model: {error}"]
+        if self.dataset not in DATASETS:
+            found.append(f"dataset: unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
+        elif DATASETS[self.dataset] != info.family:
+            valid = [d for d, fam in DATASETS.items() if fam == info.family]
+            found.append(f"dataset: {self.model} is a {info.family} net; use dataset {' or '.join(valid)}")
+        if self.dataset != "synthetic" and not self.data_dir:
+            found.append(f"data_dir: the {self.dataset} dataset needs a data directory (--data-dir)")
+        if self.shortcut is not None and (info.plain or self.shortcut not in SHORTCUT_OPTIONS):
+            valid = "none (plain net)" if info.plain else ", ".join(SHORTCUT_OPTIONS)
+            found.append(f"shortcut: {self.shortcut!r} is not valid for {self.model}; valid: {valid}")
+        if (self.depth is None) == (info.depth is None):
+            found.append(f"depth: {self.model} {'needs' if info.depth is None else 'takes no'} depth")
+        if self.normalization not in NORMALIZATIONS:
+            found.append(f"normalization: unknown {self.normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
+        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
+            found.append(f"validation_fraction: must be in (0, 1), got {self.validation_fraction!r}")
+        if self.precision not in PRECISIONS:
+            found.append(f"precision: unknown {self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        if self.eval_every is not None and self.eval_every < 1:
+            found.append(f"eval_every: must be a positive integer, got {self.eval_every!r}")
+        return found + self.recipe.problems()
+
+    def validate(self) -> TrainConfig:
+        """Return self, or raise one ValueError listing every bad field."""
+        if found := self.problems():
+            raise ValueError("invalid training config:\n  " + "\n  ".join(found))
+        if self.depth is not None:
+            create_model(self.model, shortcut=self.shortcut, depth=self.depth)  # rejects a depth not 6n+2
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "recipe": self.recipe.to_dict()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        if unknown := set(values) - known:
+            raise ValueError(f"unknown config fields {sorted(unknown)}; valid: {sorted(known)}")
+        return cls(**{**values, "recipe": Recipe.from_dict(values.get("recipe", {}))})
+
+
+def paper_recipe(model: str, depth: int | None = None) -> Recipe:
+    """The paper's full recipe for `model`: the CIFAR one (with warm-up from 110 layers) or ImageNet's."""
+    info = get_model_info(model)
+    if info.family == "imagenet":
+        return imagenet_recipe()
+    return cifar_recipe(depth or info.depth or 0)
+
+
+def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
+    """The dataset of `config`, placed for training on `device`."""
+    batch_size, seed = config.recipe.batch_size, config.seed
+    if config.dataset == "imagenet":
+        return ImageFolderData(
+            config.data_dir, batch_size, seed=seed, device=device, workers=config.workers, ten_crop=config.ten_crop
+        )
+    if config.dataset == "synthetic":
+        splits = synthetic_splits(seed=seed)
+    else:
+        splits = load_cifar10(
+            config.data_dir, download=config.download, validation_fraction=config.validation_fraction, seed=seed
+        )
+    return TensorData(splits, batch_size, seed=seed, device=device, normalization=config.normalization)
+
+
+def build_trainer(config: TrainConfig) -> Trainer:
+    """Validate `config`, then build its data, model (initialised from the seed) and trainer."""
+    config.validate()
+    device = pick_device(config.device)
+    data = load_data(config, device)
+    torch.manual_seed(config.seed)
+    extra = {"depth": config.depth} if config.depth is not None else {}
+    model = create_model(config.model, shortcut=config.shortcut, num_classes=data.num_classes, **extra)
+    return Trainer(model, data, config.recipe, device=device, eval_every=config.eval_every, precision=config.precision)
