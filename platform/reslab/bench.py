@@ -20,7 +20,7 @@ from torchvision import transforms
 from torchvision.transforms.functional import to_pil_image
 
 from .data import Splits, TensorData, synthetic_splits
-from .models import create_model
+from .models import create_model, get_model_info
 from .training import Recipe, Trainer, pick_device
 
 WARMUP_ITERATIONS = 3  # untimed steps first: allocator, cuDNN autotuning, worker start-up
@@ -33,6 +33,7 @@ class BenchResult:
     model: str
     device: str
     batch_size: int
+    precision: str  # reslab's precision setting (the reference always trains in fp32)
     reslab_images_per_second: float
     reference_images_per_second: float
     speedup: float  # reslab / reference
@@ -71,12 +72,16 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def reslab_throughput(model_name: str, splits: Splits, iterations: int, batch_size: int, device: torch.device) -> float:
+def reslab_throughput(
+    model_name: str, splits: Splits, iterations: int, batch_size: int, device: torch.device, precision: str = "auto"
+) -> float:
     """Images/s of `Trainer.run` over `iterations` steps, timed after the warm-up steps."""
     torch.manual_seed(0)
     data = TensorData(splits, batch_size, seed=0, device=device)
     recipe = Recipe(batch_size=batch_size, iterations=WARMUP_ITERATIONS + iterations, milestones=())
-    trainer = Trainer(create_model(model_name), data, recipe, device=device, eval_every=WARMUP_ITERATIONS)
+    trainer = Trainer(
+        create_model(model_name), data, recipe, device=device, eval_every=WARMUP_ITERATIONS, precision=precision
+    )
     trainer.run()
     return trainer.history[-1].images_per_second
 
@@ -138,23 +143,27 @@ def run_benchmark(
     batch_size: int = 128,
     reference_workers: int = 2,
     device: str | None = None,
+    precision: str = "auto",
     num_images: int = 10_000,
 ) -> list[BenchResult]:
     """Both loops on each model, on the same CIFAR-sized synthetic images (content does not matter
     for throughput; the full CIFAR-10 training set is 50,000 such images)."""
+    for name in models:
+        get_model_info(name)  # an unknown name fails here, before any timing
     target = pick_device(device)
     splits = synthetic_splits(num_train=num_images, num_test=1)  # a 1-image test set: evaluation costs nothing
     results = []
     for name in models:
-        create_model(name)  # an unknown name fails here, before any timing
         _reset_peak(target)
-        ours = reslab_throughput(name, splits, iterations, batch_size, target)
+        ours = reslab_throughput(name, splits, iterations, batch_size, target, precision)
         ours_memory = _peak_memory_mb(target)
         _reset_peak(target)
         theirs = reference_throughput(name, splits, iterations, batch_size, target, reference_workers)
         theirs_memory = _peak_memory_mb(target)
         results.append(
-            BenchResult(name, str(target), batch_size, ours, theirs, ours / theirs, ours_memory, theirs_memory)
+            BenchResult(
+                name, str(target), batch_size, precision, ours, theirs, ours / theirs, ours_memory, theirs_memory
+            )
         )
     return results
 

@@ -125,6 +125,7 @@ def run_bench(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         reference_workers=args.reference_workers,
         device=args.device,
+        precision=args.precision,
     )
     print(json.dumps([r.as_dict() for r in results]) if args.json else format_results(results))
     return 0
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=int, default=128)
     bench.add_argument("--reference-workers", type=int, default=2, help="DataLoader workers of the reference")
     bench.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
+    bench.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="reslab loop's precision")
     bench.add_argument("--json", action="store_true", help="print the results as one JSON line")
     return parser
 

@@ -1,0 +1,108 @@
+"""The `reslab` console script, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reslab.bench import run_benchmark
+
+
+def reslab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).with_name("reslab")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "reslab.cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_train_json_prints_one_object_on_the_last_line(tmp_path: Path) -> None:
+    done = reslab(
+        "train",
+        "--model",
+        "cifar_resnet20",
+        "--dataset",
+        "synthetic",
+        "--iterations",
+        "6",
+        "--eval-every",
+        "3",
+        "--batch-size",
+        "32",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["iterations"] == 6
+    for key in ("train_error", "test_error", "images_per_second"):
+        assert key in result and result[key] >= 0
+    assert "iter       3/6" in done.stderr and "test err" in done.stderr  # progress goes to stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["recipe"]["iterations"] == 6
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
+    common = [
+        "train",
+        "--model",
+        "cifar_resnet20",
+        "--dataset",
+        "synthetic",
+        "--eval-every",
+        "3",
+        "--batch-size",
+        "32",
+        "--out",
+        str(tmp_path),
+        "--json",
+    ]
+    assert reslab(*common, "--iterations", "6").returncode == 0
+    missing = reslab(*common[:-3], "--out", str(tmp_path / "empty"), "--resume", "--iterations", "6")
+    assert missing.returncode == 2 and "--resume needs a checkpoint" in missing.stderr
+    done = reslab(*common, "--iterations", "6", "--resume")
+    assert done.returncode == 0 and "resumed from" in done.stderr and "at iteration 6" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--model", "resnet35"], "unknown model 'resnet35'; valid models: cifar_resnet"),
+        (["--model", "cifar_resnet20", "--shortcut", "D", "--dataset", "synthetic"], "valid: A, B, C"),
+        (["--model", "cifar_resnet", "--depth", "21", "--dataset", "synthetic"], "6n+2"),
+        (["--model", "cifar_resnet20", "--data-dir", "/nonexistent/cifar"], "CIFAR-10 not found in /nonexistent"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_exit_2(args: list[str], needle: str) -> None:
+    done = reslab("train", *args, "--iterations", "2")
+    assert done.returncode == 2
+    assert needle in done.stderr and "Traceback" not in done.stderr
+
+
+def test_models_lists_the_zoo_with_sizes() -> None:
+    done = reslab("models")
+    assert done.returncode == 0
+    assert "cifar_resnet20" in done.stdout and "269,722" in done.stdout and "resnet152" in done.stdout
+
+
+def test_bench_measures_both_loops_and_their_ratio() -> None:
+    (result,) = run_benchmark(["cifar_resnet20"], iterations=2, batch_size=16, reference_workers=0, num_images=64)
+    assert result.reslab_images_per_second > 0 and result.reference_images_per_second > 0
+    assert result.speedup == pytest.approx(result.reslab_images_per_second / result.reference_images_per_second)
+    assert result.reslab_peak_memory_mb > 0
+    with pytest.raises(ValueError, match="unknown model"):
+        run_benchmark(["cifar_resnet21"], iterations=1)
+
+
+@pytest.mark.slow
+def test_cli_trains_on_the_real_subset(cifar_subset: Path) -> None:
+    done = reslab(
+        "train", "--model", "cifar_resnet20", "--data-dir", str(cifar_subset), "--iterations", "200", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print("real-subset result:", result)
+    assert result["test_error"] < 0.70

@@ -1,0 +1,190 @@
+"""Recipes, the training loop, checkpoints and exact resumption."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from reslab.data import TensorData, synthetic_splits
+from reslab.models import create_model
+from reslab.training import (
+    CheckpointError,
+    Recipe,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    build_trainer,
+    cifar_recipe,
+    imagenet_recipe,
+    load_checkpoint,
+)
+
+SPLITS = synthetic_splits(num_train=512, num_test=128)
+
+
+def _trainer(recipe: Recipe, *, seed: int = 0, eval_every: int = 4, model: str = "cifar_resnet20") -> Trainer:
+    torch.manual_seed(seed)
+    data = TensorData(SPLITS, recipe.batch_size, seed=seed)
+    return Trainer(create_model(model), data, recipe, eval_every=eval_every)
+
+
+SHORT = Recipe(batch_size=32, iterations=8, milestones=(4, 6))
+
+
+def test_paper_recipes() -> None:
+    cifar = cifar_recipe(56)
+    assert (cifar.batch_size, cifar.lr, cifar.momentum, cifar.weight_decay) == (128, 0.1, 0.9, 1e-4)
+    assert (cifar.iterations, cifar.milestones, cifar.warmup_lr) == (64_000, (32_000, 48_000), None)
+    assert cifar_recipe(110).warmup_lr == 0.01 and cifar_recipe(1202).warmup_until_error == 0.8
+    imagenet = imagenet_recipe()
+    assert (imagenet.batch_size, imagenet.iterations, imagenet.lr) == (256, 600_000, 0.1)
+
+
+def test_scaled_recipe_keeps_milestones_at_the_same_fractions() -> None:
+    short = cifar_recipe(20).scaled(6400)
+    assert short.iterations == 6400 and short.milestones == (3200, 4800)
+    assert [short.lr_at(i) for i in (0, 3199, 3200, 4799, 4800)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+    assert cifar_recipe(110).lr_at(0, warming_up=True) == 0.01
+
+
+def test_recipe_validation_lists_every_bad_field() -> None:
+    bad = Recipe(batch_size=0, lr=-1, momentum=1.5, milestones=(5, 2))
+    with pytest.raises(ValueError) as error:
+        bad.validate()
+    for field in ("recipe.batch_size", "recipe.lr", "recipe.momentum", "recipe.milestones"):
+        assert field in str(error.value)
+    assert Recipe.from_dict(cifar_recipe(110).to_dict()) == cifar_recipe(110)
+    with pytest.raises(ValueError, match="unknown recipe fields"):
+        Recipe.from_dict({"learning_rate": 0.1})
+
+
+def test_reports_every_k_iterations_and_at_the_end() -> None:
+    reports = []
+    trainer = _trainer(replace(SHORT, iterations=10), eval_every=4)
+    final = trainer.run(reports.append)
+    assert [r.iteration for r in reports] == [4, 8, 10]
+    assert final == reports[-1] == trainer.history[-1]
+    for r in reports:
+        assert 0 <= r.train_error <= 1 and 0 <= r.test_error <= 1
+        assert r.train_loss > 0 and r.test_loss > 0 and r.images_per_second > 0
+    assert [r.lr for r in reports] == pytest.approx([0.1, 0.001, 0.001])  # lr of the last step; milestones 4, 6
+
+
+def test_learns_the_synthetic_task() -> None:
+    final = _trainer(Recipe(batch_size=64, iterations=60, milestones=(45,)), eval_every=60).run()
+    assert final.test_error < 0.3  # chance is 0.9
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resuming_reproduces_the_uninterrupted_run_exactly(tmp_path: Path) -> None:
+    straight = _trainer(SHORT)
+    straight.run()
+
+    def save_then_die(report) -> None:
+        if report.iteration == 4:
+            interrupted.save(tmp_path / "ckpt.pt")
+            raise Interrupted
+
+    interrupted = _trainer(SHORT)
+    with pytest.raises(Interrupted):
+        interrupted.run(save_then_die)
+    resumed = _trainer(SHORT)
+    with torch.no_grad():  # a different starting point: everything must come from the checkpoint
+        for p in resumed.model.parameters():
+            p.add_(1.0)
+    resumed.resume(tmp_path / "ckpt.pt")
+    assert resumed.iteration == 4
+    resumed.run()
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert [r.train_loss for r in resumed.history] == [r.train_loss for r in straight.history]
+    assert [r.test_error for r in resumed.history] == [r.test_error for r in straight.history]
+
+
+def test_warmup_holds_the_low_lr_until_training_error_drops() -> None:
+    warm = _trainer(Recipe(batch_size=32, iterations=60, milestones=(), warmup_lr=0.01, warmup_until_error=0.85))
+    warm.run()
+    assert not warm.warming_up and warm.history[-1].lr == 0.1
+    stuck = _trainer(Recipe(batch_size=32, iterations=24, milestones=(), warmup_lr=0.01, warmup_until_error=0.001))
+    stuck.run()
+    assert stuck.warming_up and all(r.lr == 0.01 for r in stuck.history)
+
+
+def test_a_diverging_run_raises_with_the_iteration() -> None:
+    with pytest.raises(TrainingDiverged, match="by iteration 4"):
+        _trainer(Recipe(batch_size=32, iterations=8, lr=1e12, milestones=()), eval_every=4).run()
+
+
+def test_checkpoint_is_atomic_and_broken_files_give_one_clear_error(tmp_path: Path) -> None:
+    trainer = _trainer(SHORT)
+    path = trainer.save(tmp_path / "run" / "checkpoint.pt", config={"model": "cifar_resnet20"})
+    assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"]  # no temporary file left
+    assert load_checkpoint(path)["config"] == {"model": "cifar_resnet20"}
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt is unreadable"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "absent.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a reslab checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_checkpoint_loading_refuses_pickled_code(tmp_path: Path) -> None:
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "pwned",))
+
+    torch.save({"format": 1, "payload": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_resume_refuses_a_checkpoint_of_another_recipe(tmp_path: Path) -> None:
+    path = _trainer(SHORT).save(tmp_path / "ckpt.pt")
+    other = _trainer(replace(SHORT, lr=0.05))
+    with pytest.raises(ValueError, match="checkpoint was made with recipe"):
+        other.resume(path)
+
+
+def test_config_validation_reports_every_bad_field_before_building() -> None:
+    config = TrainConfig("resnet18", dataset="cifar10", shortcut="D", normalization="zca", eval_every=0)
+    with pytest.raises(ValueError) as error:
+        build_trainer(config)
+    message = str(error.value)
+    for needle in ("dataset: resnet18 is a imagenet net", "data_dir:", "shortcut: 'D'", "normalization:", "eval_every"):
+        assert needle in message
+    with pytest.raises(ValueError, match="valid models"):
+        TrainConfig("resnet35").validate()
+    with pytest.raises(ValueError, match="6n"):
+        TrainConfig("cifar_resnet", depth=30, dataset="synthetic").validate()
+    config = TrainConfig("cifar_resnet", depth=8, dataset="synthetic", recipe=SHORT)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert build_trainer(config).run().iteration == 8
+
+
+def test_fp32_and_bf16_precisions_both_train() -> None:
+    for precision in ("fp32", "bf16"):
+        config = TrainConfig("cifar_resnet20", dataset="synthetic", recipe=SHORT, precision=precision)
+        final = build_trainer(config).run()
+        assert math.isfinite(final.train_loss)
+    with pytest.raises(ValueError, match="precision: unknown 'fp8'"):
+        TrainConfig("cifar_resnet20", dataset="synthetic", precision="fp8").validate()
+
+
+@pytest.mark.slow
+def test_a_short_real_cifar_run_is_clearly_better_than_chance(cifar_subset: Path) -> None:
+    config = TrainConfig(
+        "cifar_resnet20", recipe=cifar_recipe(20).scaled(200), data_dir=str(cifar_subset), eval_every=200
+    )
+    final = build_trainer(config).run()
+    assert final.test_error < 0.70  # chance is 0.90 on the real test images
+    assert final.train_error < 0.75
