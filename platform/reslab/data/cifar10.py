@@ -1,0 +1,135 @@
+"""CIFAR-10 read straight from the original python-pickle batches (`cifar-10-batches-py/`).
+
+torchvision's `CIFAR10` checks md5 sums of the full files and so refuses subsets such as
+`shared/data/cifar10-subset`; reading the pickles directly works on both. When the data are
+missing and downloading is allowed, the official archive is fetched, checked and extracted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .images import ImageSet, Splits, hold_out
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+BATCHES_DIR = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset is not where the run was told to look, and downloading was not allowed."""
+
+
+def find_batches_dir(data_dir: str | Path) -> Path | None:
+    """The folder holding the pickled batches: `data_dir` itself or its `cifar-10-batches-py/`."""
+    for candidate in (Path(data_dir), Path(data_dir) / BATCHES_DIR):
+        if all((candidate / name).is_file() for name in (*TRAIN_FILES, TEST_FILE)):
+            return candidate
+    return None
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with path.open("rb") as f:
+        entry = pickle.load(f, encoding="bytes")
+    images = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return images, np.asarray(entry[b"labels"], dtype=np.int64)
+
+
+def _read_classes(batches_dir: Path) -> tuple[str, ...]:
+    meta = batches_dir / "batches.meta"
+    if not meta.is_file():
+        return tuple(str(i) for i in range(10))
+    with meta.open("rb") as f:
+        names = pickle.load(f, encoding="bytes")[b"label_names"]
+    return tuple(n.decode() for n in names)
+
+
+def _read_split(batches_dir: Path, files: tuple[str, ...], classes: tuple[str, ...]) -> ImageSet:
+    parts = [_read_batch(batches_dir / name) for name in files]
+    images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
+    labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
+    return ImageSet(images, labels, classes)
+
+
+def load_cifar10(
+    data_dir: str | Path,
+    *,
+    download: bool = False,
+    validation_fraction: float | None = None,
+    seed: int = 0,
+    url: str = CIFAR10_URL,
+    md5: str = CIFAR10_MD5,
+) -> Splits:
+    """Load CIFAR-10 from `data_dir`, downloading it first when missing and `download` is set.
+
+    With `validation_fraction` (0.1 is the paper's 45k/5k), the training batches are split by a
+    permutation seeded with `seed` and the held-out part takes the place of the test set.
+    """
+    batches_dir = find_batches_dir(data_dir)
+    if batches_dir is None and download:
+        download_cifar10(data_dir, url=url, md5=md5)
+        batches_dir = find_batches_dir(data_dir)
+    if batches_dir is None:
+        raise DatasetNotFoundError(
+            f"CIFAR-10 not found in {Path(data_dir).resolve()}: expected {', '.join(TRAIN_FILES)} and "
+            f"{TEST_FILE} there or in its {BATCHES_DIR}/ folder. Pass --download (download=True) to fetch "
+            f"it, or point --data-dir at a folder that has it."
+        )
+    classes = _read_classes(batches_dir)
+    train = _read_split(batches_dir, TRAIN_FILES, classes)
+    if validation_fraction is None:
+        return Splits(train, _read_split(batches_dir, (TEST_FILE,), classes), "cifar10")
+    train, validation = hold_out(train, validation_fraction, seed)
+    return Splits(train, validation, f"cifar10 ({len(train)}/{len(validation)} train/validation)")
+
+
+def download_cifar10(data_dir: str | Path, *, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5) -> Path:
+    """Fetch the archive at `url`, check its md5 and extract it into `data_dir`.
+
+    Nothing is left behind on failure: the archive goes to a temporary file that is removed, and a
+    wrong checksum raises before anything is extracted.
+    """
+    target = Path(data_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target, suffix=".tar.gz.part", delete=False) as tmp:
+        archive = Path(tmp.name)
+    try:
+        digest = _fetch(url, archive)
+        if digest != md5:
+            raise OSError(f"download from {url} is corrupt: md5 {digest}, expected {md5}")
+        with tarfile.open(archive, "r:gz") as tar:
+            _safe_extract(tar, target)
+    finally:
+        archive.unlink(missing_ok=True)
+    return target
+
+
+def _fetch(url: str, destination: Path) -> str:
+    """Stream `url` into `destination`, returning the md5 of what was written."""
+    md5 = hashlib.md5()
+    with urllib.request.urlopen(url, timeout=60) as response, destination.open("wb") as out:
+        while chunk := response.read(1 << 20):
+            md5.update(chunk)
+            out.write(chunk)
+    return md5.hexdigest()
+
+
+def _safe_extract(tar: tarfile.TarFile, target: Path) -> None:
+    """Extract refusing absolute paths, `..` and links out of `target` (Python's 'data' filter)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(target, filter="data")
+        return
+    for member in tar.getmembers():  # Python < 3.10.12 has no extraction filters
+        if member.issym() or member.islnk() or not (target / member.name).resolve().is_relative_to(target.resolve()):
+            raise OSError(f"refusing to extract {member.name!r}: it points outside {target}")
+    tar.extractall(target)
