@@ -1,8 +1,8 @@
 """Datasets as the training loop consumes them: CIFAR-10, ImageNet folders and a synthetic set."""
 
 from .cifar10 import DatasetNotFoundError, download_cifar10, find_batches_dir, load_cifar10
-from .images import ImageSet, Splits, hold_out
 from .imagenet import ImageFolderData
+from .images import ImageSet, Splits, hold_out
 from .stream import NORMALIZATIONS, Normalizer, TensorData, TrainingData, crop_and_flip
 from .synthetic import synthetic_splits
 

@@ -60,15 +60,17 @@ class StackCrops:
 
 def train_transform(crop: int = 224, short_side: tuple[int, int] = (256, 480)) -> v2.Compose:
     """Scale augmentation, random crop, flip and lighting, then per-channel mean/std normalisation."""
-    return v2.Compose([
-        v2.ToImage(),
-        v2.RandomResize(short_side[0], short_side[1] + 1, antialias=True),  # shorter side in [256, 480]
-        v2.RandomCrop(crop),
-        v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True),
-        PCALighting(),
-        v2.Normalize(MEAN, STD),
-    ])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResize(short_side[0], short_side[1] + 1, antialias=True),  # shorter side in [256, 480]
+            v2.RandomCrop(crop),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            PCALighting(),
+            v2.Normalize(MEAN, STD),
+        ]
+    )
 
 
 def eval_transform(crop: int = 224, resize: int = 256, ten_crop: bool = False) -> v2.Compose:
@@ -76,12 +78,14 @@ def eval_transform(crop: int = 224, resize: int = 256, ten_crop: bool = False) -
     to_float = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
     if not ten_crop:
         return v2.Compose([v2.ToImage(), v2.Resize(resize, antialias=True), v2.CenterCrop(crop), *to_float])
-    return v2.Compose([
-        v2.ToImage(),
-        v2.Resize(resize, antialias=True),
-        v2.TenCrop(crop),
-        StackCrops(v2.Compose(to_float)),
-    ])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(resize, antialias=True),
+            v2.TenCrop(crop),
+            StackCrops(v2.Compose(to_float)),
+        ]
+    )
 
 
 class EpochBatchSampler(Sampler[list[int]]):

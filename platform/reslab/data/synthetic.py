@@ -13,7 +13,7 @@ from .images import ImageSet, Splits
 
 
 def _make_images(templates: torch.Tensor, count: int, generator: torch.Generator) -> ImageSet:
-    num_classes, _, size, _ = templates.shape
+    num_classes = len(templates)
     labels = torch.randint(0, num_classes, (count,), generator=generator)
     shifts = torch.randint(-3, 4, (count, 2), generator=generator)
     images = templates[labels]
