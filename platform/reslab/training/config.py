@@ -13,11 +13,17 @@ import torch
 
 from ..data import NORMALIZATIONS, ImageFolderData, TensorData, TrainingData, load_cifar10, synthetic_splits
 from ..models import create_model, get_model_info
+from ..models.cifar import blocks_per_stage
 from ..models.shortcuts import SHORTCUT_OPTIONS
 from .loop import PRECISIONS, Trainer, pick_device
 from .recipe import Recipe, cifar_recipe, imagenet_recipe
 
-DATASETS: dict[str, str] = {"cifar10": "cifar", "synthetic": "cifar", "imagenet": "imagenet"}
+# The model families each dataset can feed; synthetic images fit any net (global pooling takes any size).
+DATASETS: dict[str, tuple[str, ...]] = {
+    "cifar10": ("cifar",),
+    "imagenet": ("imagenet",),
+    "synthetic": ("cifar", "imagenet"),
+}
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,8 @@ class TrainConfig:
             return [f"model: {error}"]
         if self.dataset not in DATASETS:
             found.append(f"dataset: unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
-        elif DATASETS[self.dataset] != info.family:
-            valid = [d for d, fam in DATASETS.items() if fam == info.family]
+        elif info.family not in DATASETS[self.dataset]:
+            valid = [d for d, families in DATASETS.items() if info.family in families]
             found.append(f"dataset: {self.model} is a {info.family} net; use dataset {' or '.join(valid)}")
         if self.dataset != "synthetic" and not self.data_dir:
             found.append(f"data_dir: the {self.dataset} dataset needs a data directory (--data-dir)")
@@ -59,6 +65,11 @@ class TrainConfig:
             found.append(f"shortcut: {self.shortcut!r} is not valid for {self.model}; valid: {valid}")
         if (self.depth is None) == (info.depth is None):
             found.append(f"depth: {self.model} {'needs' if info.depth is None else 'takes no'} depth")
+        elif self.depth is not None:
+            try:
+                blocks_per_stage(self.depth)
+            except ValueError as error:
+                found.append(f"depth: {error}")
         if self.normalization not in NORMALIZATIONS:
             found.append(f"normalization: unknown {self.normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
@@ -73,8 +84,6 @@ class TrainConfig:
         """Return self, or raise one ValueError listing every bad field."""
         if found := self.problems():
             raise ValueError("invalid training config:\n  " + "\n  ".join(found))
-        if self.depth is not None:
-            create_model(self.model, shortcut=self.shortcut, depth=self.depth)  # rejects a depth not 6n+2
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,75 @@
+"""The command line every study script shares: `python studies/X.py --profile smoke|quick|paper …`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..data import DatasetNotFoundError
+from .plan import format_plan, plan
+from .runner import run_study
+from .spec import PROFILES, Study
+
+
+def build_parser(*studies: Study) -> argparse.ArgumentParser:
+    study = studies[0]
+    parser = argparse.ArgumentParser(description="; ".join(f"{s.title} ({s.dataset})" for s in studies))
+    if len(studies) > 1:
+        parser.add_argument(
+            "--dataset",
+            choices=[s.dataset for s in studies],
+            default=study.dataset,
+            help="which version of the study to run",
+        )
+    parser.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        default="smoke",
+        help="smoke: minutes on a laptop; quick: short real runs; paper: the full recipe",
+    )
+    parser.add_argument("--data-dir", help="dataset location (smoke runs without it use synthetic data)")
+    parser.add_argument(
+        "--storage",
+        default=os.environ.get("RESLAB_STORAGE", "runs"),
+        help="results and checkpoints: a local path or a cloud URI such as s3://bucket/reslab",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="require an existing experiment to restore (re-running restores one anyway)",
+    )
+    parser.add_argument("--max-concurrent-trials", type=int, help="default: as many as resources allow")
+    parser.add_argument("--gpus-per-trial", type=float, help="override the GPU share chosen from the model")
+    parser.add_argument("--dry-run", action="store_true", help="print the trials and a compute/time estimate only")
+    return parser
+
+
+def main(*studies: Study, argv: list[str] | None = None) -> int:
+    """Parse the shared flags and run (or plan) the chosen study; bad input exits 2 with one message.
+
+    A study file may offer one study per dataset (e.g. CIFAR-10 and ImageNet); `--dataset` picks one.
+    """
+    args = build_parser(*studies).parse_args(argv)
+    study = next(s for s in studies if s.dataset == getattr(args, "dataset", studies[0].dataset))
+    try:
+        study.validate(args.profile, args.data_dir)
+        if args.dry_run:
+            trials = study.trials(args.profile, args.data_dir)
+            concurrency = args.max_concurrent_trials or os.cpu_count() or 1
+            print(format_plan(plan(trials), concurrency, "this machine"))
+            return 0
+        run = run_study(
+            study,
+            profile=args.profile,
+            data_dir=args.data_dir,
+            storage=args.storage,
+            resume=args.resume,
+            max_concurrent_trials=args.max_concurrent_trials,
+            gpus_per_trial=args.gpus_per_trial,
+        )
+    except (ValueError, DatasetNotFoundError) as error:
+        print(f"{study.name}: error: {error}", file=sys.stderr)
+        return 2
+    failed = [o for o in run.outcomes if o.status == "failed"]
+    return 1 if failed else 0

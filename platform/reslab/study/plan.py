@@ -1,0 +1,125 @@
+"""`--dry-run`: the trial table with each trial's compute and an estimated time, without running.
+
+Compute is multiply-adds per image x 3 (forward + backward) x images seen. Time comes from a short
+measured throughput of each distinct model on this device, so it is an estimate for this machine.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..models import complexity, create_model, get_model_info
+from ..training import TrainConfig, Trainer, pick_device
+from ..training.recipe import Recipe
+from .spec import Trial
+
+PROBE_STEPS = 2  # timed steps of the throughput probe (after one untimed)
+PROBE_BATCH = {32: 32, 224: 4}  # probe batch by image size: near the real batch, yet a probe of seconds
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    label: str
+    seed: int
+    iterations: int
+    batch_size: int
+    flops: float  # multiply-adds x 3 x images over the whole trial
+    seconds: float  # estimated on this device
+
+
+def input_size(config: TrainConfig) -> tuple[int, int, int]:
+    """The image size a trial trains on: its family's, except synthetic data, which is CIFAR-sized."""
+    return (3, 32, 32) if config.dataset == "synthetic" else get_model_info(config.model).input_size
+
+
+def _model(config: TrainConfig) -> torch.nn.Module:
+    extra = {"depth": config.depth} if config.depth is not None else {}
+    return create_model(config.model, shortcut=config.shortcut, **extra)
+
+
+def measure_images_per_second(config: TrainConfig, device: torch.device) -> float:
+    """Training images/s of this config's model on `device`, from a few steps on random data."""
+
+    size = input_size(config)
+    batch_size = min(config.recipe.batch_size, PROBE_BATCH.get(size[-1], 4))
+
+    class RandomData:
+        num_classes = 10
+        batch = (torch.randn(batch_size, *size), torch.randint(0, 10, (batch_size,)))
+
+        def train_batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.batch[0].to(device), self.batch[1].to(device)
+
+        def test_batches(self):
+            return iter(())
+
+    trainer = Trainer(
+        _model(config),
+        RandomData(),
+        Recipe(batch_size=PROBE_BATCH, iterations=1, milestones=()),
+        device=device,
+        precision=config.precision,
+    )
+    trainer.train_step(*RandomData().train_batch(0))
+    started = time.perf_counter()
+    for _ in range(PROBE_STEPS):
+        trainer.train_step(*RandomData().train_batch(0))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return PROBE_STEPS * batch_size / (time.perf_counter() - started)
+
+
+def plan(trials: list[Trial], device: str | None = None) -> list[PlannedTrial]:
+    """Compute and time estimates for every trial (one throughput probe per distinct model)."""
+    target = pick_device(device)
+    speeds: dict[tuple, float] = {}
+    planned = []
+    for trial in trials:
+        config = trial.config
+        key = (config.model, config.depth, config.shortcut, input_size(config))
+        if key not in speeds:
+            speeds[key] = measure_images_per_second(config, target)
+        images = config.recipe.iterations * config.recipe.batch_size
+        macs = complexity(_model(config), input_size(config)).multiply_adds
+        planned.append(
+            PlannedTrial(
+                trial.label,
+                trial.seed,
+                config.recipe.iterations,
+                config.recipe.batch_size,
+                3.0 * macs * images,
+                images / speeds[key],
+            )
+        )
+    return planned
+
+
+def format_plan(planned: list[PlannedTrial], concurrency: int, device: str) -> str:
+    """The trial table and totals, with the time divided over `concurrency` parallel trials."""
+    lines = [f"{'variant':<28} {'seed':>4} {'iterations':>10} {'batch':>5} {'PFLOP':>9} {'est. time':>10}"]
+    for p in planned:
+        lines.append(
+            f"{p.label:<28} {p.seed:>4} {p.iterations:>10} {p.batch_size:>5} {p.flops / 1e15:>9.4f} "
+            f"{_duration(p.seconds):>10}"
+        )
+    total_flops = sum(p.flops for p in planned)
+    total_seconds = sum(p.seconds for p in planned)
+    lines.append(
+        f"{len(planned)} trials, {total_flops / 1e15:.4f} PFLOP (multiply-adds x 3); about "
+        f"{_duration(total_seconds / max(1, concurrency))} on {device} with {concurrency} trial(s) at a time "
+        f"({_duration(total_seconds)} of trial time)"
+    )
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"

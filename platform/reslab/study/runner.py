@@ -1,0 +1,234 @@
+"""Runs a `Study` on Ray Tune: one trial per variant x seed, on an embedded local Ray by default or
+on the cluster the driver runs in (RAY_ADDRESS set, or started by `ray submit`).
+
+Trials checkpoint at every report and are retried from their last checkpoint when a worker dies
+(FailureConfig); running the same command again after the driver died restores the experiment, so
+finished trials are not re-run. A trial whose loss diverges ends as "diverged" and the study goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from ..models import get_model_info
+from ..training import TrainConfig, TrainingDiverged, build_trainer
+from .spec import Study, Trial, variant_label
+from .summary import TrialOutcome, summarize, to_markdown
+
+TRIAL_CHECKPOINT = "checkpoint.pt"
+MAX_FAILURES = 3  # retries of a trial from its last checkpoint after a worker or node is lost
+
+
+def gpu_fraction(config: TrainConfig) -> float:
+    """The share of one GPU a trial needs, so that small CIFAR nets pack several to a GPU."""
+    info = get_model_info(config.model)
+    depth = config.depth or info.depth or 0
+    if info.family == "imagenet" or depth > 110:
+        return 1.0
+    return 0.5 if depth > 56 else 0.25
+
+
+def trial_resources(config: TrainConfig, cluster_gpus: float, gpus_per_trial: float | None) -> dict[str, float]:
+    """Ray resources for one trial: a GPU share where the cluster has GPUs, else one CPU."""
+    gpus = gpus_per_trial if gpus_per_trial is not None else (gpu_fraction(config) if cluster_gpus else 0.0)
+    return {"CPU": 1.0, "GPU": gpus} if gpus else {"CPU": 1.0}
+
+
+def train_trial(params: dict[str, Any]) -> None:
+    """The Ray Tune trainable: train one config, resuming from Tune's checkpoint when there is one."""
+    import ray
+    from ray import tune
+
+    config = TrainConfig.from_dict(params["trial"]["config"])
+    trainer = build_trainer(config)
+    resumed_from = 0
+    if (checkpoint := tune.get_checkpoint()) is not None:
+        with checkpoint.as_directory() as folder:
+            trainer.resume(Path(folder) / TRIAL_CHECKPOINT)
+        resumed_from = trainer.iteration
+    extra = {"resumed_from": resumed_from, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+    def report(result) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            trainer.save(Path(folder) / TRIAL_CHECKPOINT, config=config.to_dict())
+            metrics = {**result.as_dict(), **extra, "diverged": False}
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    try:
+        trainer.run(report)
+    except TrainingDiverged as error:
+        tune.report({"iteration": trainer.iteration, **extra, "diverged": True, "diverged_reason": str(error)})
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """What a finished study leaves: every trial's outcome and the summary table."""
+
+    path: str  # the experiment folder (local path or URI)
+    outcomes: list[TrialOutcome]
+    table: pd.DataFrame
+
+
+def experiment_name(study: Study, profile: str) -> str:
+    return f"{study.name}-{profile}"
+
+
+def grid_fingerprint(trials: list[Trial]) -> str:
+    """A hash of the trial grid, so a restore never silently continues a different grid."""
+    blob = json.dumps([t.config.to_dict() for t in trials], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _filesystem(uri: str):
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(uri)
+
+
+def _write_text(folder: str, name: str, text: str) -> None:
+    fs, path = _filesystem(folder)
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(f"{path}/{name}") as out:
+        out.write(text.encode())
+
+
+def _read_text(folder: str, name: str) -> str | None:
+    import pyarrow.fs
+
+    fs, path = _filesystem(folder)
+    if fs.get_file_info(f"{path}/{name}").type == pyarrow.fs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(f"{path}/{name}") as stream:
+        return stream.read().decode()
+
+
+def _storage_uri(storage: str | os.PathLike) -> str:
+    text = str(storage)
+    return text if "://" in text else str(Path(text).resolve())
+
+
+def _init_ray() -> None:
+    """Join the cluster named by RAY_ADDRESS (or the local one `ray start` made), else start Ray here."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+
+
+def _outcome(result: Any) -> TrialOutcome:
+    trial = result.config["trial"]
+    metrics = result.metrics or {}
+    iterations = int(metrics.get("iteration", 0) or 0)
+    planned = trial["config"]["recipe"]["iterations"]
+    if result.error is not None:
+        status, reason = "failed", f"{type(result.error).__name__}: {result.error}".splitlines()[0]
+    elif metrics.get("diverged"):
+        status, reason = "diverged", metrics.get("diverged_reason", "")
+    elif iterations < planned:
+        status, reason = "failed", f"stopped at iteration {iterations} of {planned}"
+    else:
+        status, reason = "finished", ""
+    return TrialOutcome(
+        label=trial["label"],
+        seed=trial["seed"],
+        iterations=iterations,
+        train_error=float(metrics.get("train_error", math.nan)),
+        test_error=float(metrics.get("test_error", math.nan)),
+        status=status,
+        reason=reason,
+    )
+
+
+def run_study(
+    study: Study,
+    *,
+    profile: str = "smoke",
+    data_dir: str | None = None,
+    storage: str | os.PathLike = "runs",
+    resume: bool = False,
+    max_concurrent_trials: int | None = None,
+    gpus_per_trial: float | None = None,
+    out: TextIO = sys.stdout,
+) -> StudyRun:
+    """Validate, then run (or restore) the study on Ray Tune and write its summary beside the results."""
+    from ray import tune
+
+    study.validate(profile, data_dir)
+    trials = study.trials(profile, data_dir)
+    storage_uri = _storage_uri(storage)
+    name = experiment_name(study, profile)
+    path = f"{storage_uri}/{name}"
+    fingerprint = grid_fingerprint(trials)
+    stored = _read_text(path, "grid.json")
+    if stored is not None and json.loads(stored)["fingerprint"] != fingerprint:
+        raise ValueError(f"{path} holds a different trial grid; pass another --storage or remove that folder")
+    if resume and not tune.Tuner.can_restore(path):
+        raise ValueError(f"nothing to resume at {path}: no experiment state there")
+
+    _init_ray()
+    import ray
+
+    cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+    trainable = tune.with_resources(train_trial, _resources_fn(cluster_gpus, gpus_per_trial))
+    if tune.Tuner.can_restore(path):
+        print(f"restoring {path}: finished trials are kept, unfinished ones resume", file=out)
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        _write_text(path, "grid.json", json.dumps({"fingerprint": fingerprint, "trials": len(trials)}))
+        tuner = _new_tuner(trainable, trials, name, storage_uri, max_concurrent_trials)
+    results = tuner.fit()
+    outcomes = [_outcome(result) for result in results]
+    table = summarize(outcomes, study.paper, order=[variant_label(v) for v in study.variants])
+    _write_text(path, "summary.csv", table.to_csv(index=False))
+    markdown = to_markdown(table, f"{study.title} — profile {profile}")
+    _write_text(path, "summary.md", markdown)
+    print(markdown, file=out)
+    return StudyRun(path, outcomes, table)
+
+
+def _resources_fn(cluster_gpus: float, gpus_per_trial: float | None) -> Callable[[dict], Any]:
+    from ray.tune import PlacementGroupFactory
+
+    def resources(params: dict) -> PlacementGroupFactory:
+        config = TrainConfig.from_dict(params["trial"]["config"])
+        return PlacementGroupFactory([trial_resources(config, cluster_gpus, gpus_per_trial)])
+
+    return resources
+
+
+def _new_tuner(trainable: Any, trials: list[Trial], name: str, storage: str, max_concurrent: int | None) -> Any:
+    from ray import tune
+
+    points = [{"label": t.label, "seed": t.seed, "config": t.config.to_dict()} for t in trials]
+
+    def trial_name(trial: Any) -> str:
+        point = trial.config["trial"]
+        return f"{point['label']}-seed{point['seed']}"
+
+    return tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(points)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=max_concurrent,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=lambda trial: f"{trial_name(trial)}-{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=1,
+        ),
+    )

@@ -1,0 +1,145 @@
+"""A study: the variants of one ablation, crossed with seeds, trained under one profile.
+
+A study file in `studies/` declares a `Study`; everything else (validation, the trial grid, Ray Tune,
+the summary beside the paper's numbers) is shared. `validate()` reports every problem before Ray
+starts or anything is logged.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from ..training import Recipe, TrainConfig, paper_recipe
+
+RECIPE_KEYS = frozenset(f.name for f in fields(Recipe))
+CONFIG_KEYS = frozenset(f.name for f in fields(TrainConfig)) - {"recipe", "seed", "data_dir", "dataset"}
+VARIANT_KEYS = RECIPE_KEYS | CONFIG_KEYS
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How long a study's trials train, and on what data when none is given."""
+
+    name: str  # "smoke", "quick" or "paper"
+    iterations: int | None  # SGD steps per trial; None = the paper's full schedule
+    eval_every: int  # iterations between reports (and checkpoints)
+    batch_size: int | None = None  # None = the recipe's (128 on CIFAR, 256 on ImageNet)
+    synthetic_without_data: bool = False  # no --data-dir: train on the synthetic set instead of failing
+    max_seeds: int | None = None  # run only the first seeds of the study
+
+    def apply(self, recipe: Recipe) -> Recipe:
+        """The recipe shortened to this profile (milestones keep their fractions)."""
+        if self.iterations is not None:
+            recipe = recipe.scaled(self.iterations)
+        return replace(recipe, batch_size=self.batch_size) if self.batch_size else recipe
+
+
+PROFILES: dict[str, Profile] = {
+    # the whole study in a few minutes on 2 CPU cores: proves the pipeline, not the paper
+    "smoke": Profile("smoke", iterations=24, eval_every=8, batch_size=32, synthetic_without_data=True, max_seeds=1),
+    # real data, a schedule long enough to show the paper's direction
+    "quick": Profile("quick", iterations=2000, eval_every=200),
+    # the recipe of PAPER.md
+    "paper": Profile("paper", iterations=None, eval_every=1000),
+}
+
+
+def grid(**axes: list[Any] | tuple[Any, ...]) -> tuple[dict[str, Any], ...]:
+    """The cross product of the axes as variants: grid(model=[a, b], shortcut=["A", "B"]) -> 4 dicts."""
+    names = list(axes)
+    return tuple(dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values()))
+
+
+def variant_label(variant: Mapping[str, Any]) -> str:
+    """A short human name for a variant: its values joined, e.g. "resnet34-C" or "lr=0.05-weight_decay=0.0001"."""
+    parts = []
+    for key, value in variant.items():
+        parts.append(str(value) if key in ("model", "shortcut") else f"{key}={value}")
+    return "-".join(parts) or "base"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One grid point x seed: the config a Ray trial trains, and where it belongs in the summary."""
+
+    label: str  # the variant's label
+    seed: int
+    config: TrainConfig
+
+
+@dataclass(frozen=True)
+class Study:
+    """An ablation: shared settings, the variants it compares, seeds, and the paper's numbers."""
+
+    name: str  # experiment name; also the folder of its results
+    title: str  # what it reproduces, e.g. "Table 3: shortcut options on ResNet-34"
+    dataset: str  # "cifar10" or "imagenet" (smoke runs without data use the synthetic set)
+    variants: tuple[Mapping[str, Any], ...]  # each overrides the settings; keys: TrainConfig or Recipe fields
+    seeds: tuple[int, ...] = (0,)  # every variant runs once per seed
+    settings: Mapping[str, Any] = field(default_factory=dict)  # applied to every variant first
+    paper: Mapping[str, float] = field(default_factory=dict)  # the paper's test error (%) by variant label
+    metric: str = "test_error"  # what "best" means (lower is better)
+
+    def problems(self, profile: str = "smoke", data_dir: str | None = None) -> list[str]:
+        """Every problem with the study, by path, without building anything."""
+        found = []
+        if profile not in PROFILES:
+            found.append(f"profile: unknown {profile!r}; valid: {', '.join(PROFILES)}")
+        if not self.variants:
+            found.append("variants: the study has no variants (empty grid)")
+        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
+            found.append(f"seeds: need at least one non-negative integer seed, got {self.seeds!r}")
+        if len(set(map(variant_label, self.variants))) != len(self.variants):
+            found.append("variants: two variants have the same label (duplicate grid points)")
+        for where, values in [("settings", self.settings)] + [
+            (f"variants[{i}]", v) for i, v in enumerate(self.variants)
+        ]:
+            for key in set(values) - VARIANT_KEYS:
+                found.append(f"{where}.{key}: unknown key; valid: {', '.join(sorted(VARIANT_KEYS))}")
+        if profile not in PROFILES:
+            return found
+        for index, variant in enumerate(self.variants):
+            if set(variant) - VARIANT_KEYS or set(self.settings) - VARIANT_KEYS:
+                continue  # already reported
+            try:
+                config = self._config(variant, PROFILES[profile], seed=0, data_dir=data_dir)
+            except ValueError as error:
+                found.append(f"variants[{index}]: {error}")
+                continue
+            found += [
+                f"variants[{index}] ({variant_label(variant)}): {p}"
+                for p in config.problems()
+                if not p.startswith("data_dir")
+            ]
+        if not data_dir and not PROFILES[profile].synthetic_without_data:
+            found.append(f"data_dir: the {profile!r} profile trains on real {self.dataset}; pass --data-dir")
+        return sorted(set(found), key=found.index)
+
+    def validate(self, profile: str = "smoke", data_dir: str | None = None) -> Study:
+        """Return self, or raise one ValueError listing every problem."""
+        if found := self.problems(profile, data_dir):
+            raise ValueError(f"invalid study {self.name!r}:\n  " + "\n  ".join(found))
+        return self
+
+    def trials(self, profile: str = "smoke", data_dir: str | None = None) -> list[Trial]:
+        """The trial grid: every variant x seed, each as a complete `TrainConfig`."""
+        chosen = PROFILES[profile]
+        seeds = self.seeds[: chosen.max_seeds] if chosen.max_seeds else self.seeds
+        return [
+            Trial(variant_label(variant), seed, self._config(variant, chosen, seed, data_dir))
+            for variant in self.variants
+            for seed in seeds
+        ]
+
+    def _config(self, variant: Mapping[str, Any], profile: Profile, seed: int, data_dir: str | None) -> TrainConfig:
+        """The complete config of one variant: the paper's recipe for its model, shortened to the
+        profile, then the study's settings and the variant's own values on top."""
+        values = {**self.settings, **variant}
+        recipe_values = {k: values.pop(k) for k in list(values) if k in RECIPE_KEYS}
+        recipe = replace(profile.apply(paper_recipe(values.get("model", ""), values.get("depth"))), **recipe_values)
+        values.setdefault("eval_every", profile.eval_every)
+        dataset = self.dataset if data_dir or not profile.synthetic_without_data else "synthetic"
+        return TrainConfig(recipe=recipe, dataset=dataset, data_dir=data_dir, seed=seed, **values)

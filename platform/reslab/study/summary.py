@@ -1,0 +1,86 @@
+"""The end-of-study table: per variant, final errors as mean ± std over seeds (n), beside the paper."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How one trial ended."""
+
+    label: str  # the variant's label
+    seed: int
+    iterations: int  # SGD steps completed
+    train_error: float  # final training error (fraction), NaN if it never reported
+    test_error: float  # final test error (fraction), NaN if it never reported
+    status: str  # "finished", "diverged" or "failed"
+    reason: str = ""  # why a trial diverged or failed
+
+
+def _mean_std(values: pd.Series) -> tuple[float, float]:
+    values = values.dropna()
+    if values.empty:
+        return math.nan, math.nan
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def summarize(outcomes: Sequence[TrialOutcome], paper: Mapping[str, float], order: Sequence[str]) -> pd.DataFrame:
+    """One row per variant (in `order`): errors in percent as mean and std over the finished seeds,
+    n, the paper's test error and our mean minus the paper's. Diverged and failed trials are counted
+    but never averaged in."""
+    frame = pd.DataFrame([o.__dict__ for o in outcomes])
+    rows = []
+    for label in order:
+        trials = frame[frame["label"] == label] if not frame.empty else frame
+        finished = trials[trials["status"] == "finished"] if not trials.empty else trials
+        train_mean, train_std = _mean_std(100 * finished["train_error"]) if len(finished) else (math.nan, math.nan)
+        test_mean, test_std = _mean_std(100 * finished["test_error"]) if len(finished) else (math.nan, math.nan)
+        reference = paper.get(label, math.nan)
+        rows.append(
+            {
+                "variant": label,
+                "n": len(finished),
+                "train_error_mean": train_mean,
+                "train_error_std": train_std,
+                "test_error_mean": test_mean,
+                "test_error_std": test_std,
+                "paper_test_error": reference,
+                "difference": test_mean - reference,
+                "diverged": int((trials["status"] == "diverged").sum()) if len(trials) else 0,
+                "failed": int((trials["status"] == "failed").sum()) if len(trials) else 0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _pm(mean: float, std: float, n: int) -> str:
+    """mean ± std (n); a single run has no spread to show."""
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.2f} ± {std:.2f} ({n})" if n > 1 else f"{mean:.2f} ({n})"
+
+
+def _num(value: float, signed: bool = False) -> str:
+    return "—" if math.isnan(value) else (f"{value:+.2f}" if signed else f"{value:.2f}")
+
+
+def to_markdown(table: pd.DataFrame, title: str) -> str:
+    """The summary as a Markdown table, errors in % as mean ± std (n) like the paper's Table 6."""
+    lines = [
+        f"### {title}",
+        "",
+        "| variant | train error % | test error % | paper % | difference | diverged | failed |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in table.itertuples():
+        lines.append(
+            f"| {row.variant} | {_pm(row.train_error_mean, row.train_error_std, row.n)} | "
+            f"{_pm(row.test_error_mean, row.test_error_std, row.n)} | {_num(row.paper_test_error)} | "
+            f"{_num(row.difference, signed=True)} | {row.diverged} | {row.failed} |"
+        )
+    return "\n".join(lines) + "\n"
