@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data import TensorData, synthetic_splits
 from ..models import complexity, create_model, get_model_info
 from ..training import TrainConfig, Trainer, pick_device
 from ..training.recipe import Recipe
@@ -41,32 +42,17 @@ def _model(config: TrainConfig) -> torch.nn.Module:
 
 
 def measure_images_per_second(config: TrainConfig, device: torch.device) -> float:
-    """Training images/s of this config's model on `device`, from a few steps on random data."""
-
+    """Training images/s of this config's model on `device`, from a few steps on synthetic images."""
     size = input_size(config)
     batch_size = min(config.recipe.batch_size, PROBE_BATCH.get(size[-1], 4))
-
-    class RandomData:
-        num_classes = 10
-        batch = (torch.randn(batch_size, *size), torch.randint(0, 10, (batch_size,)))
-
-        def train_batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.batch[0].to(device), self.batch[1].to(device)
-
-        def test_batches(self):
-            return iter(())
-
-    trainer = Trainer(
-        _model(config),
-        RandomData(),
-        Recipe(batch_size=PROBE_BATCH, iterations=1, milestones=()),
-        device=device,
-        precision=config.precision,
-    )
-    trainer.train_step(*RandomData().train_batch(0))
+    images = synthetic_splits(num_train=batch_size, num_test=1, image_size=size[-1])
+    data = TensorData(images, batch_size, seed=0, device=device)
+    recipe = Recipe(batch_size=batch_size, iterations=1, milestones=())
+    trainer = Trainer(_model(config), data, recipe, device=device, precision=config.precision)
+    trainer.train_step(*data.train_batch(0))  # untimed: allocations, kernel selection
     started = time.perf_counter()
-    for _ in range(PROBE_STEPS):
-        trainer.train_step(*RandomData().train_batch(0))
+    for step in range(PROBE_STEPS):
+        trainer.train_step(*data.train_batch(step))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return PROBE_STEPS * batch_size / (time.perf_counter() - started)

@@ -57,7 +57,14 @@ def train_trial(params: dict[str, Any]) -> None:
         with checkpoint.as_directory() as folder:
             trainer.resume(Path(folder) / TRIAL_CHECKPOINT)
         resumed_from = trainer.iteration
-    extra = {"resumed_from": resumed_from, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+    context = ray.get_runtime_context()
+    extra = {
+        "resumed_from": resumed_from,  # 0, or the iteration this attempt restarted from after a failure
+        "node_id": context.get_node_id(),
+        "pid": os.getpid(),
+        "device": str(trainer.device),
+        "gpu_ids": ",".join(map(str, ray.get_gpu_ids())),
+    }
 
     def report(result) -> None:
         with tempfile.TemporaryDirectory() as folder:
@@ -67,6 +74,9 @@ def train_trial(params: dict[str, Any]) -> None:
 
     try:
         trainer.run(report)
+        if resumed_from == config.recipe.iterations and trainer.history:
+            # restored from the final checkpoint of a trial whose end the driver did not record
+            tune.report({**trainer.history[-1].as_dict(), **extra, "diverged": False})
     except TrainingDiverged as error:
         tune.report({"iteration": trainer.iteration, **extra, "diverged": True, "diverged_reason": str(error)})
 
@@ -176,6 +186,9 @@ def run_study(
     if resume and not tune.Tuner.can_restore(path):
         raise ValueError(f"nothing to resume at {path}: no experiment state there")
 
+    # Save the experiment state (which trials finished, their latest checkpoints) every second instead of
+    # Tune's default of every 10 s or more, so a driver killed just after a trial ends does not re-run it.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     _init_ray()
     import ray
 

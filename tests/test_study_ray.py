@@ -1,0 +1,213 @@
+"""Studies end to end on a real Ray: the shipped smoke studies, divergence, a killed worker, a killed
+driver, and a two-node cluster made with `ray start`. Every test runs the study as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+STUDY_TEMPLATE = """
+import sys
+from reslab.study import Study, grid, main
+
+STUDY = Study("{name}", "a test study", "cifar10", {variants}, settings={settings})
+if __name__ == "__main__":
+    sys.exit(main(STUDY))
+"""
+
+
+def write_study(folder: Path, name: str, variants: str, settings: dict) -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(STUDY_TEMPLATE.format(name=name, variants=variants, settings=settings))
+    return path
+
+
+def study_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def run(script: Path, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or study_env(),
+        check=False,
+    )
+
+
+def results(experiment: Path) -> dict[str, list[dict]]:
+    """Every trial's reported results (Tune's result.json), by trial folder name."""
+    found = {}
+    for path in sorted(experiment.glob("*/result.json")):
+        found[path.parent.name] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return found
+
+
+def summary(experiment: Path) -> pd.DataFrame:
+    return pd.read_csv(experiment / "summary.csv").set_index("variant")
+
+
+@pytest.mark.parametrize("name", ["shortcut_ablation", "plain_vs_residual"])
+def test_shipped_smoke_study_runs_on_the_real_subset(name: str, cifar_subset: Path, tmp_path: Path) -> None:
+    done = run(
+        REPO / "studies" / f"{name}.py",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(cifar_subset),
+        "--storage",
+        str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = summary(tmp_path / f"{name}_cifar10-smoke")
+    assert (table["n"] == 1).all() and (table["failed"] == 0).all()
+    assert table["test_error_mean"].between(0, 100).all()
+    assert (tmp_path / f"{name}_cifar10-smoke" / "summary.md").read_text().count("| cifar_") == len(table)
+    for trial in results(tmp_path / f"{name}_cifar10-smoke").values():
+        assert trial[-1]["iteration"] == 24 and trial[-1]["device"] == "cpu"
+
+
+def test_a_diverging_trial_is_marked_and_the_study_goes_on(tmp_path: Path) -> None:
+    script = write_study(tmp_path, "divergence", "grid(lr=[0.1, 1e6])", {"model": "cifar_resnet20"})
+    done = run(script, "--storage", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = summary(tmp_path / "divergence-smoke")
+    assert table.loc["lr=1000000.0", "diverged"] == 1 and table.loc["lr=1000000.0", "n"] == 0
+    assert table.loc["lr=0.1", "n"] == 1 and table.loc["lr=0.1", "diverged"] == 0
+    assert "diverged" in done.stdout
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+LONG = {"model": "cifar_resnet20", "iterations": 160, "eval_every": 20, "batch_size": 32}
+
+
+def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    script = write_study(tmp_path, "worker_kill", "grid(momentum=[0.9])", LONG)
+    driver = subprocess.Popen(
+        [sys.executable, str(script), "--storage", str(tmp_path)],
+        env=study_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    experiment = tmp_path / "worker_kill-smoke"
+
+    def reported(at_least: int) -> list[dict]:
+        lines = [r for trial in results(experiment).values() for r in trial]
+        return lines if lines and lines[-1]["iteration"] >= at_least else []
+
+    wait_for(lambda: reported(60), 300, "the trial to pass iteration 60")
+    victim = reported(60)[-1]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    output, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, output[-3000:]
+    (trial,) = results(experiment).values()
+    assert trial[-1]["iteration"] == 160
+    assert trial[-1]["pid"] != victim  # a new worker finished it ...
+    assert trial[-1]["resumed_from"] >= 60  # ... starting from the checkpoint, not from iteration 0
+    assert summary(experiment).loc["momentum=0.9", "n"] == 1
+
+
+def test_a_killed_driver_is_restored_and_finished_trials_are_not_rerun(tmp_path: Path) -> None:
+    script = write_study(tmp_path, "driver_kill", "grid(lr=[0.1, 0.05, 0.02])", LONG)
+    args = [sys.executable, str(script), "--storage", str(tmp_path), "--max-concurrent-trials", "1"]
+    driver = subprocess.Popen(
+        args, env=study_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    experiment = tmp_path / "driver_kill-smoke"
+
+    def one_finished_one_started() -> bool:
+        trials = results(experiment)
+        finished = [t for t in trials.values() if t and t[-1]["iteration"] == 160]
+        return len(finished) >= 1 and len(trials) >= 2 and time.sleep(1.5) is None
+
+    wait_for(one_finished_one_started, 300, "one finished trial and a second one running")
+    before = results(experiment)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+    driver.wait()
+    done = run(script, "--storage", str(tmp_path), "--max-concurrent-trials", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "restoring" in done.stdout
+    after = results(experiment)
+    assert len(after) == 3  # every grid point exactly once
+    for name, lines in before.items():
+        if lines and lines[-1]["iteration"] == 160:
+            assert after[name] == lines  # a finished trial was not run again
+    assert all(lines[-1]["iteration"] == 160 for lines in after.values())
+    assert (summary(experiment)["n"] == 1).all()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
+    ray = str(Path(sys.executable).with_name("ray"))
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--num-cpus", "1", "--num-gpus", "1", "--disable-usage-stats"]
+    try:
+        subprocess.run(
+            [
+                ray,
+                "start",
+                "--head",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--include-dashboard",
+                "false",
+                *common,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [ray, "start", "--address", address, "--node-ip-address", "127.0.0.1", *common],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        script = write_study(
+            tmp_path,
+            "two_nodes",
+            "grid(lr=[0.1, 0.05, 0.02, 0.01])",
+            {"model": "cifar_resnet20", "iterations": 40, "eval_every": 20, "batch_size": 32},
+        )
+        done = run(script, "--storage", str(tmp_path), env=study_env(RAY_ADDRESS=address))
+        assert done.returncode == 0, done.stderr[-3000:]
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, check=False)
+    trials = results(tmp_path / "two_nodes-smoke")
+    assert len(trials) == 4
+    assert len({lines[-1]["node_id"] for lines in trials.values()}) == 2  # trials ran on both nodes
+    for lines in trials.values():  # each got a quarter of a declared GPU and fell back to the CPU
+        assert lines[-1]["gpu_ids"] == "0" and lines[-1]["device"] == "cpu" and lines[-1]["iteration"] == 40

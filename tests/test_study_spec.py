@@ -1,0 +1,124 @@
+"""Study definitions, validation before anything runs, the dry-run plan and the summary table."""
+
+from __future__ import annotations
+
+import math
+import runpy
+
+import pytest
+
+from conftest import REPO
+from reslab.study import PROFILES, Study, grid, variant_label
+from reslab.study.plan import format_plan, plan
+from reslab.study.runner import gpu_fraction, trial_resources
+from reslab.study.summary import TrialOutcome, summarize, to_markdown
+
+STUDY_FILES = ["plain_vs_residual", "shortcut_ablation"]
+
+
+def load_studies(name: str) -> list[Study]:
+    module = runpy.run_path(str(REPO / "studies" / f"{name}.py"), run_name="reslab_test")
+    return [v for v in module.values() if isinstance(v, Study)]
+
+
+@pytest.mark.parametrize("name", STUDY_FILES)
+def test_every_shipped_study_is_valid_in_every_profile(name: str) -> None:
+    for study in load_studies(name):
+        for profile in PROFILES:
+            assert study.problems(profile, data_dir="/data") == [], (study.name, profile)
+        assert study.problems("smoke") == []  # smoke needs no data
+        assert set(study.paper) <= {variant_label(v) for v in study.variants}  # paper numbers match variants
+
+
+def test_trials_cross_variants_with_seeds_and_apply_the_profile() -> None:
+    study = Study("s", "t", "cifar10", grid(model=["cifar_resnet20", "cifar_resnet110"]), seeds=(0, 1, 2))
+    quick = study.trials("quick", data_dir="/data")
+    assert [(t.label, t.seed) for t in quick][:4] == [
+        ("cifar_resnet20", 0),
+        ("cifar_resnet20", 1),
+        ("cifar_resnet20", 2),
+        ("cifar_resnet110", 0),
+    ]
+    assert quick[0].config.recipe.iterations == 2000 and quick[0].config.recipe.milestones == (1000, 1500)
+    assert quick[3].config.recipe.warmup_lr == 0.01  # the paper's 110-layer warm-up comes with the model
+    smoke = study.trials("smoke")
+    assert len(smoke) == 2 and smoke[0].config.dataset == "synthetic"  # smoke: first seed, synthetic data
+    paper = study.trials("paper", data_dir="/data")
+    assert paper[0].config.recipe.iterations == 64_000 and paper[0].config.dataset == "cifar10"
+
+
+def test_settings_and_variants_override_the_recipe() -> None:
+    study = Study("s", "t", "cifar10", grid(lr=[0.05, 0.2]), settings={"model": "cifar_resnet20", "weight_decay": 5e-4})
+    configs = [t.config for t in study.trials("smoke")]
+    assert [c.recipe.lr for c in configs] == [0.05, 0.2]
+    assert all(c.recipe.weight_decay == 5e-4 for c in configs)
+    assert [t.label for t in study.trials("smoke")] == ["lr=0.05", "lr=0.2"]
+
+
+def test_validation_reports_every_problem_by_path_before_running() -> None:
+    bad = Study(
+        "bad",
+        "t",
+        "cifar10",
+        variants=(
+            {"model": "cifar_plain20", "shortcut": "A"},
+            {"model": "resnet99"},
+            {"model": "cifar_resnet", "depth": 30},
+            {"model": "cifar_resnet20", "learning_rate": 0.1},
+        ),
+        seeds=(),
+    )
+    with pytest.raises(ValueError) as error:
+        bad.validate("quick")
+    message = str(error.value)
+    for needle in (
+        "seeds: need at least one",
+        "variants[0] (cifar_plain20-A): shortcut: 'A' is not valid for cifar_plain20; valid: none (plain net)",
+        "variants[1]: unknown model 'resnet99'; valid models:",
+        "variants[2] (cifar_resnet-depth=30): depth: CIFAR depth must be 6n+2",
+        "variants[3].learning_rate: unknown key; valid: batch_size,",
+        "data_dir: the 'quick' profile trains on real cifar10; pass --data-dir",
+    ):
+        assert needle in message
+    assert "empty grid" in "\n".join(Study("e", "t", "cifar10", ()).problems())
+    assert "profile: unknown 'huge'" in Study("e", "t", "cifar10", grid(model=["cifar_resnet20"])).problems("huge")[0]
+
+
+def test_resources_pack_small_cifar_nets_onto_a_gpu_and_fall_back_to_cpus() -> None:
+    configs = {
+        t.label: t.config
+        for t in Study(
+            "r", "t", "cifar10", grid(model=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110", "cifar_resnet1202"])
+        ).trials("smoke")
+    }
+    assert [gpu_fraction(c) for c in configs.values()] == [0.25, 0.25, 0.5, 1.0]
+    assert trial_resources(configs["cifar_resnet20"], cluster_gpus=2, gpus_per_trial=None) == {"CPU": 1, "GPU": 0.25}
+    assert trial_resources(configs["cifar_resnet20"], cluster_gpus=0, gpus_per_trial=None) == {"CPU": 1}
+    assert trial_resources(configs["cifar_resnet20"], cluster_gpus=0, gpus_per_trial=0.5) == {"CPU": 1, "GPU": 0.5}
+
+
+def test_dry_run_plan_counts_compute_and_estimates_time() -> None:
+    study = Study("d", "t", "cifar10", grid(model=["cifar_resnet20", "cifar_resnet56"]))
+    planned = plan(study.trials("smoke"))
+    assert [p.label for p in planned] == ["cifar_resnet20", "cifar_resnet56"]
+    images = 24 * 32
+    assert planned[0].flops == pytest.approx(3 * 40_551_040 * images, rel=0.01)
+    assert planned[1].flops > 3 * planned[0].flops and all(p.seconds > 0 for p in planned)
+    text = format_plan(planned, concurrency=2, device="cpu")
+    assert "2 trials" in text and "cifar_resnet56" in text
+
+
+def test_summary_averages_finished_seeds_and_keeps_diverged_out() -> None:
+    outcomes = [
+        TrialOutcome("a", 0, 100, 0.10, 0.20, "finished"),
+        TrialOutcome("a", 1, 100, 0.20, 0.30, "finished"),
+        TrialOutcome("a", 2, 40, math.nan, math.nan, "diverged", "loss became nan"),
+        TrialOutcome("b", 0, 50, 0.5, 0.5, "failed", "stopped at iteration 50 of 100"),
+    ]
+    table = summarize(outcomes, paper={"a": 20.0}, order=["a", "b"]).set_index("variant")
+    assert table.loc["a", "n"] == 2 and table.loc["a", "test_error_mean"] == pytest.approx(25.0)
+    assert table.loc["a", "test_error_std"] == pytest.approx(math.sqrt(50))
+    assert table.loc["a", "difference"] == pytest.approx(5.0) and table.loc["a", "diverged"] == 1
+    assert table.loc["b", "n"] == 0 and table.loc["b", "failed"] == 1 and math.isnan(table.loc["b", "test_error_mean"])
+    markdown = to_markdown(table.reset_index(), "T")
+    assert "| a | 15.00 ± 7.07 (2) | 25.00 ± 7.07 (2) | 20.00 | +5.00 | 1 | 0 |" in markdown
