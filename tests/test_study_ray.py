@@ -169,40 +169,22 @@ def free_port() -> int:
 
 def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
     ray = str(Path(sys.executable).with_name("ray"))
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    common = ["--num-cpus", "1", "--num-gpus", "1", "--disable-usage-stats"]
+    address = f"127.0.0.1:{free_port()}"
+    env = study_env(RAY_AUTH_MODE="token")  # token authentication, Ray's default for clusters now
+
+    def ray_start(*args: str) -> None:
+        node = [ray, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "1"]
+        done = subprocess.run(
+            [*node, "--disable-usage-stats", *args], capture_output=True, text=True, timeout=120, env=env, check=False
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
     try:
-        subprocess.run(
-            [
-                ray,
-                "start",
-                "--head",
-                "--node-ip-address",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--include-dashboard",
-                "false",
-                *common,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        subprocess.run(
-            [ray, "start", "--address", address, "--node-ip-address", "127.0.0.1", *common],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        script = write_study(
-            tmp_path,
-            "two_nodes",
-            "grid(lr=[0.1, 0.05, 0.02, 0.01])",
-            {"model": "cifar_resnet20", "iterations": 40, "eval_every": 20, "batch_size": 32},
-        )
-        done = run(script, "--storage", str(tmp_path), env=study_env(RAY_ADDRESS=address))
+        ray_start("--head", "--port", address.split(":")[1], "--include-dashboard", "false")
+        ray_start("--address", address)  # a second raylet: the worker node
+        settings = {"model": "cifar_resnet20", "iterations": 40, "eval_every": 20, "batch_size": 32}
+        script = write_study(tmp_path, "two_nodes", "grid(lr=[0.1, 0.05, 0.02, 0.01])", settings)
+        done = run(script, "--storage", str(tmp_path), env={**env, "RAY_ADDRESS": address})
         assert done.returncode == 0, done.stderr[-3000:]
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, check=False)
