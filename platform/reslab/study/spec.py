@@ -16,7 +16,7 @@ from ..training import Recipe, TrainConfig, paper_recipe
 
 RECIPE_KEYS = frozenset(f.name for f in fields(Recipe))
 CONFIG_KEYS = frozenset(f.name for f in fields(TrainConfig)) - {"recipe", "seed", "data_dir", "dataset"}
-VARIANT_KEYS = RECIPE_KEYS | CONFIG_KEYS
+VARIANT_KEYS = RECIPE_KEYS | CONFIG_KEYS | {"seeds"}  # "seeds": this variant's own seeds (e.g. 5 runs of ResNet-110)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,8 @@ def variant_label(variant: Mapping[str, Any]) -> str:
     """A short human name for a variant: its values joined, e.g. "resnet34-C" or "lr=0.05-weight_decay=0.0001"."""
     parts = []
     for key, value in variant.items():
-        parts.append(str(value) if key in ("model", "shortcut") else f"{key}={value}")
+        if key != "seeds":
+            parts.append(str(value) if key in ("model", "shortcut") else f"{key}={value}")
     return "-".join(parts) or "base"
 
 
@@ -90,8 +91,11 @@ class Study:
             found.append(f"profile: unknown {profile!r}; valid: {', '.join(PROFILES)}")
         if not self.variants:
             found.append("variants: the study has no variants (empty grid)")
-        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
-            found.append(f"seeds: need at least one non-negative integer seed, got {self.seeds!r}")
+        for where, seeds in [("seeds", self.seeds)] + [
+            (f"variants[{i}].seeds", v["seeds"]) for i, v in enumerate(self.variants) if "seeds" in v
+        ]:
+            if not seeds or any(not isinstance(s, int) or s < 0 for s in seeds):
+                found.append(f"{where}: need at least one non-negative integer seed, got {seeds!r}")
         if len(set(map(variant_label, self.variants))) != len(self.variants):
             found.append("variants: two variants have the same label (duplicate grid points)")
         for where, values in [("settings", self.settings)] + [
@@ -127,17 +131,16 @@ class Study:
     def trials(self, profile: str = "smoke", data_dir: str | None = None) -> list[Trial]:
         """The trial grid: every variant x seed, each as a complete `TrainConfig`."""
         chosen = PROFILES[profile]
-        seeds = self.seeds[: chosen.max_seeds] if chosen.max_seeds else self.seeds
         return [
             Trial(variant_label(variant), seed, self._config(variant, chosen, seed, data_dir))
             for variant in self.variants
-            for seed in seeds
+            for seed in tuple(variant.get("seeds", self.seeds))[: chosen.max_seeds]
         ]
 
     def _config(self, variant: Mapping[str, Any], profile: Profile, seed: int, data_dir: str | None) -> TrainConfig:
         """The complete config of one variant: the paper's recipe for its model, shortened to the
         profile, then the study's settings and the variant's own values on top."""
-        values = {**self.settings, **variant}
+        values = {k: v for k, v in {**self.settings, **variant}.items() if k != "seeds"}
         recipe_values = {k: values.pop(k) for k in list(values) if k in RECIPE_KEYS}
         recipe = replace(profile.apply(paper_recipe(values.get("model", ""), values.get("depth"))), **recipe_values)
         values.setdefault("eval_every", profile.eval_every)

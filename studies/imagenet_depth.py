@@ -1,0 +1,22 @@
+"""ImageNet ResNets of 18, 34, 50, 101 and 152 layers, bottleneck blocks from 50 (Table 3, option B).
+
+python studies/imagenet_depth.py --profile smoke
+ray submit cluster/gpu.yaml studies/imagenet_depth.py -- --profile paper --data-dir /data/imagenet
+"""
+
+import sys
+
+from reslab.study import Study, grid, main
+
+STUDY = Study(
+    name="imagenet_depth",
+    title="Table 3: ImageNet top-1 error (10-crop) of ResNets by depth, option B",
+    dataset="imagenet",
+    variants=grid(model=["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]),
+    settings={"ten_crop": True},
+    # Table 3 (top-1, 10-crop); ResNet-18 from Table 2
+    paper={"resnet18": 27.88, "resnet34": 24.52, "resnet50": 22.85, "resnet101": 21.75, "resnet152": 21.43},
+)
+
+if __name__ == "__main__":
+    sys.exit(main(STUDY))
