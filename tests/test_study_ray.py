@@ -193,3 +193,27 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
     assert len({lines[-1]["node_id"] for lines in trials.values()}) == 2  # trials ran on both nodes
     for lines in trials.values():  # each got a quarter of a declared GPU and fell back to the CPU
         assert lines[-1]["gpu_ids"] == "0" and lines[-1]["device"] == "cpu" and lines[-1]["iteration"] == 40
+
+
+def test_layer_responses_study_writes_fig7_data(tmp_path: Path) -> None:
+    done = run(REPO / "studies" / "layer_responses.py", "--storage", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    responses = pd.read_csv(tmp_path / "layer_responses-smoke" / "layer_responses.csv")
+    layers = responses.groupby("variant")["layer"].max().to_dict()
+    assert layers == {
+        "cifar_plain20": 19,
+        "cifar_plain56": 55,
+        "cifar_resnet20": 19,
+        "cifar_resnet56": 55,
+        "cifar_resnet110": 109,
+    }
+    assert (responses["std"] > 0).all()
+    assert "Layer responses" in (tmp_path / "layer_responses-smoke" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["cifar_depth", "imagenet_depth"])
+def test_depth_studies_run_their_smoke_profile(name: str, tmp_path: Path) -> None:
+    done = run(REPO / "studies" / f"{name}.py", "--storage", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = summary(tmp_path / f"{name}-smoke")
+    assert len(table) in (5, 6) and (table["n"] == 1).all() and (table["failed"] == 0).all()

@@ -13,7 +13,7 @@ from reslab.study.plan import format_plan, plan
 from reslab.study.runner import gpu_fraction, trial_resources
 from reslab.study.summary import TrialOutcome, summarize, to_markdown
 
-STUDY_FILES = ["plain_vs_residual", "shortcut_ablation", "cifar_depth", "imagenet_depth"]
+STUDY_FILES = ["plain_vs_residual", "shortcut_ablation", "cifar_depth", "imagenet_depth", "layer_responses"]
 
 
 def load_studies(name: str) -> list[Study]:

@@ -188,3 +188,26 @@ def test_a_short_real_cifar_run_is_clearly_better_than_chance(cifar_subset: Path
     final = build_trainer(config).run()
     assert final.test_error < 0.70  # chance is 0.90 on the real test images
     assert final.train_error < 0.75
+
+
+def test_layer_responses_measure_every_3x3_layer_after_bn() -> None:
+    from reslab.training.responses import layer_responses, response_layers
+
+    assert len(response_layers(create_model("cifar_resnet20"))) == 19  # stem + 2 per block x 9 blocks
+    assert len(response_layers(create_model("cifar_plain110"))) == 109
+    assert len(response_layers(create_model("resnet50"))) == 16  # one 3x3 per bottleneck; the 7x7 stem is not 3x3
+    torch.manual_seed(0)
+    model = create_model("cifar_resnet20").eval()
+    data = TensorData(SPLITS, 32, seed=0, test_batch_size=50)
+    seen = []
+    handle = (
+        model.stages[1][0].residual[1].register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+    )  # before the in-place ReLU
+    stds = layer_responses(model, data.test_batches())
+    handle.remove()
+    # stem is layer 1, stage 1 has 3 blocks x 2 layers (2..7): stage 2's first BN is layer 8
+    assert stds[7] == pytest.approx(torch.cat(seen).double().std(unbiased=False).item(), rel=1e-6)
+    with torch.no_grad():
+        model.stages[2][2].residual[4].weight.zero_()
+        model.stages[2][2].residual[4].bias.zero_()
+    assert layer_responses(model, data.test_batches())[-1] == 0.0  # gamma = beta = 0: a silent layer

@@ -23,8 +23,9 @@ import pandas as pd
 
 from ..models import get_model_info
 from ..training import TrainConfig, TrainingDiverged, build_trainer
+from ..training.responses import layer_responses
 from .spec import Study, Trial, variant_label
-from .summary import TrialOutcome, summarize, to_markdown
+from .summary import TrialOutcome, response_table, responses_markdown, summarize, to_markdown
 
 TRIAL_CHECKPOINT = "checkpoint.pt"
 MAX_FAILURES = 3  # retries of a trial from its last checkpoint after a worker or node is lost
@@ -70,6 +71,8 @@ def train_trial(params: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as folder:
             trainer.save(Path(folder) / TRIAL_CHECKPOINT, config=config.to_dict())
             metrics = {**result.as_dict(), **extra, "diverged": False}
+            if params["trial"].get("layer_responses") and result.iteration == config.recipe.iterations:
+                metrics["layer_responses"] = layer_responses(trainer.model, trainer.data.test_batches())
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     try:
@@ -199,12 +202,16 @@ def run_study(
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
         _write_text(path, "grid.json", json.dumps({"fingerprint": fingerprint, "trials": len(trials)}))
-        tuner = _new_tuner(trainable, trials, name, storage_uri, max_concurrent_trials)
+        tuner = _new_tuner(trainable, trials, name, storage_uri, max_concurrent_trials, study.layer_responses)
     results = tuner.fit()
     outcomes = [_outcome(result) for result in results]
     table = summarize(outcomes, study.paper, order=[variant_label(v) for v in study.variants])
     _write_text(path, "summary.csv", table.to_csv(index=False))
     markdown = to_markdown(table, f"{study.title} — profile {profile}")
+    responses = response_table(results)
+    if not responses.empty:
+        _write_text(path, "layer_responses.csv", responses.to_csv(index=False))
+        markdown += "\n" + responses_markdown(responses, [variant_label(v) for v in study.variants])
     _write_text(path, "summary.md", markdown)
     print(markdown, file=out)
     return StudyRun(path, outcomes, table)
@@ -220,10 +227,14 @@ def _resources_fn(cluster_gpus: float, gpus_per_trial: float | None) -> Callable
     return resources
 
 
-def _new_tuner(trainable: Any, trials: list[Trial], name: str, storage: str, max_concurrent: int | None) -> Any:
+def _new_tuner(
+    trainable: Any, trials: list[Trial], name: str, storage: str, max_concurrent: int | None, responses: bool
+) -> Any:
     from ray import tune
 
-    points = [{"label": t.label, "seed": t.seed, "config": t.config.to_dict()} for t in trials]
+    points = [
+        {"label": t.label, "seed": t.seed, "config": t.config.to_dict(), "layer_responses": responses} for t in trials
+    ]
 
     def trial_name(trial: Any) -> str:
         point = trial.config["trial"]

@@ -83,6 +83,7 @@ class Study:
     settings: Mapping[str, Any] = field(default_factory=dict)  # applied to every variant first
     paper: Mapping[str, float] = field(default_factory=dict)  # the paper's test error (%) by variant label
     metric: str = "test_error"  # what "best" means (lower is better)
+    layer_responses: bool = False  # also measure Fig. 7's per-layer response std at the end of each trial
 
     def problems(self, profile: str = "smoke", data_dir: str | None = None) -> list[str]:
         """Every problem with the study, by path, without building anything."""

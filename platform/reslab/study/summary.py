@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -83,4 +84,30 @@ def to_markdown(table: pd.DataFrame, title: str) -> str:
             f"{_pm(row.test_error_mean, row.test_error_std, row.n)} | {_num(row.paper_test_error)} | "
             f"{_num(row.difference, signed=True)} | {row.diverged} | {row.failed} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def response_table(results: Iterable[Any]) -> pd.DataFrame:
+    """Fig. 7's data in long form: one row per (variant, seed, layer index) with the response std."""
+    rows = []
+    for result in results:
+        trial, metrics = result.config["trial"], result.metrics or {}
+        for layer, std in enumerate(metrics.get("layer_responses") or [], start=1):
+            rows.append({"variant": trial["label"], "seed": trial["seed"], "layer": layer, "std": std})
+    return pd.DataFrame(rows, columns=["variant", "seed", "layer", "std"])
+
+
+def responses_markdown(responses: pd.DataFrame, order: Sequence[str]) -> str:
+    """Per variant: how many 3x3 layers, and the mean, median and largest response std over them."""
+    lines = [
+        "### Layer responses (std of each 3x3 layer's output after BN, test set)",
+        "",
+        "| variant | layers | mean std | median std | max std |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for label in order:
+        stds = responses.loc[responses["variant"] == label, "std"]
+        if len(stds):
+            layers = responses.loc[responses["variant"] == label, "layer"].max()
+            lines.append(f"| {label} | {layers} | {stds.mean():.4f} | {stds.median():.4f} | {stds.max():.4f} |")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,23 @@
+"""Layer responses of plain and residual nets (Fig. 7): the std of every 3x3 layer's output after BN,
+before the ReLU / addition, on the test set. ResNets respond less than plain nets, deeper ResNets less
+still. Results: layer_responses.csv (variant, seed, layer, std) beside the summary.
+
+    python studies/layer_responses.py --profile smoke
+    python studies/layer_responses.py --profile paper --data-dir data/cifar10
+"""
+
+import sys
+
+from reslab.study import Study, grid, main
+
+STUDY = Study(
+    name="layer_responses",
+    title="Fig. 7: layer responses of plain-20/56 and ResNet-20/56/110 on CIFAR-10",
+    dataset="cifar10",
+    variants=grid(model=["cifar_plain20", "cifar_plain56", "cifar_resnet20", "cifar_resnet56", "cifar_resnet110"]),
+    layer_responses=True,
+    paper={"cifar_resnet20": 8.75, "cifar_resnet56": 6.97, "cifar_resnet110": 6.61},
+)
+
+if __name__ == "__main__":
+    sys.exit(main(STUDY))
