@@ -217,3 +217,14 @@ def test_depth_studies_run_their_smoke_profile(name: str, tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr[-3000:]
     table = summary(tmp_path / f"{name}-smoke")
     assert len(table) in (5, 6) and (table["n"] == 1).all() and (table["failed"] == 0).all()
+
+
+def test_lr_search_samples_with_optuna_and_stops_with_asha(tmp_path: Path) -> None:
+    done = run(REPO / "studies" / "lr_search.py", "--storage", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "lr_search-smoke" / "summary.csv")
+    assert len(table) == 4 and table["lr"].nunique() == 4  # four distinct samples
+    assert table["lr"].between(0.01, 1.0).all() and table["weight_decay"].between(1e-5, 1e-3).all()
+    assert set(table["status"]) <= {"finished", "stopped", "diverged"} and (table["status"] == "finished").any()
+    assert table.iloc[0]["status"] == "finished"  # the best row is a finished trial
+    assert "Best finished trial: lr=" in done.stdout

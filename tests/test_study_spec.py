@@ -13,7 +13,14 @@ from reslab.study.plan import format_plan, plan
 from reslab.study.runner import gpu_fraction, trial_resources
 from reslab.study.summary import TrialOutcome, summarize, to_markdown
 
-STUDY_FILES = ["plain_vs_residual", "shortcut_ablation", "cifar_depth", "imagenet_depth", "layer_responses"]
+STUDY_FILES = [
+    "plain_vs_residual",
+    "shortcut_ablation",
+    "cifar_depth",
+    "imagenet_depth",
+    "layer_responses",
+    "lr_search",
+]
 
 
 def load_studies(name: str) -> list[Study]:
@@ -122,3 +129,27 @@ def test_summary_averages_finished_seeds_and_keeps_diverged_out() -> None:
     assert table.loc["b", "n"] == 0 and table.loc["b", "failed"] == 1 and math.isnan(table.loc["b", "test_error_mean"])
     markdown = to_markdown(table.reset_index(), "T")
     assert "| a | 15.00 ± 7.07 (2) | 25.00 ± 7.07 (2) | 20.00 | +5.00 | 1 | 0 |" in markdown
+
+
+def test_search_studies_are_validated_too() -> None:
+    from reslab.study import Search
+
+    bad = Study(
+        "s",
+        "t",
+        "cifar10",
+        grid(model=["cifar_resnet20", "cifar_resnet32"]),
+        search=Search(
+            space={"lr": (1.0, 0.1), "dropout": (0.1, 0.5)}, samples={"smoke": 0, "huge": 3}, reduction_factor=1
+        ),
+    )
+    message = "\n".join(bad.problems())
+    for needle in (
+        "search.space.lr: need 0 < low < high, got (1.0, 0.1)",
+        "search.space.dropout: not a recipe field",
+        "search.samples.huge: unknown profile",
+        "search.samples.smoke: need at least 1 trial",
+        "search.reduction_factor: must be >= 2",
+        "variants: a search study has exactly one base variant, got 2",
+    ):
+        assert needle in message

@@ -2,6 +2,6 @@
 
 from .cli import main
 from .runner import StudyRun, run_study
-from .spec import PROFILES, Profile, Study, Trial, grid, variant_label
+from .spec import PROFILES, Profile, Search, Study, Trial, grid, variant_label
 
-__all__ = ["PROFILES", "Profile", "Study", "StudyRun", "Trial", "grid", "main", "run_study", "variant_label"]
+__all__ = ["PROFILES", "Profile", "Search", "Study", "StudyRun", "Trial", "grid", "main", "run_study", "variant_label"]

@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,7 +25,15 @@ from ..models import get_model_info
 from ..training import TrainConfig, TrainingDiverged, build_trainer
 from ..training.responses import layer_responses
 from .spec import Study, Trial, variant_label
-from .summary import TrialOutcome, response_table, responses_markdown, summarize, to_markdown
+from .summary import (
+    TrialOutcome,
+    response_table,
+    responses_markdown,
+    search_markdown,
+    search_table,
+    summarize,
+    to_markdown,
+)
 
 TRIAL_CHECKPOINT = "checkpoint.pt"
 MAX_FAILURES = 3  # retries of a trial from its last checkpoint after a worker or node is lost
@@ -46,12 +54,27 @@ def trial_resources(config: TrainConfig, cluster_gpus: float, gpus_per_trial: fl
     return {"CPU": 1.0, "GPU": gpus} if gpus else {"CPU": 1.0}
 
 
+def trial_config(params: dict[str, Any]) -> TrainConfig:
+    """A trial's config: its grid point, with the recipe values a search sampled (if any) applied."""
+    config = TrainConfig.from_dict(params["trial"]["config"])
+    sampled = params.get("sampled") or {}
+    return replace(config, recipe=replace(config.recipe, **sampled)) if sampled else config
+
+
+def trial_label(params: dict[str, Any]) -> str:
+    """The variant label, or for a search trial the values it sampled (3 significant digits)."""
+    sampled = params.get("sampled") or {}
+    if sampled:
+        return variant_label({k: float(f"{v:.3g}") for k, v in sampled.items()})
+    return params["trial"]["label"]
+
+
 def train_trial(params: dict[str, Any]) -> None:
     """The Ray Tune trainable: train one config, resuming from Tune's checkpoint when there is one."""
     import ray
     from ray import tune
 
-    config = TrainConfig.from_dict(params["trial"]["config"])
+    config = trial_config(params)
     trainer = build_trainer(config)
     resumed_from = 0
     if (checkpoint := tune.get_checkpoint()) is not None:
@@ -81,7 +104,10 @@ def train_trial(params: dict[str, Any]) -> None:
             # restored from the final checkpoint of a trial whose end the driver did not record
             tune.report({**trainer.history[-1].as_dict(), **extra, "diverged": False})
     except TrainingDiverged as error:
-        tune.report({"iteration": trainer.iteration, **extra, "diverged": True, "diverged_reason": str(error)})
+        # NaN errors: no number pretends the net was evaluated, and ASHA / Optuna treat the trial as failed
+        nan = float("nan")
+        metrics = {"iteration": trainer.iteration, "train_error": nan, "test_error": nan}
+        tune.report({**metrics, **extra, "diverged": True, "diverged_reason": str(error)})
 
 
 @dataclass(frozen=True)
@@ -97,9 +123,10 @@ def experiment_name(study: Study, profile: str) -> str:
     return f"{study.name}-{profile}"
 
 
-def grid_fingerprint(trials: list[Trial]) -> str:
-    """A hash of the trial grid, so a restore never silently continues a different grid."""
-    blob = json.dumps([t.config.to_dict() for t in trials], sort_keys=True)
+def grid_fingerprint(trials: list[Trial], study: Study, profile: str) -> str:
+    """A hash of the trial grid (and search), so a restore never silently continues a different one."""
+    search = None if study.search is None else [repr(study.search), study.search.samples.get(profile)]
+    blob = json.dumps([[t.config.to_dict() for t in trials], search, study.layer_responses], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -139,7 +166,7 @@ def _init_ray() -> None:
         ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
 
 
-def _outcome(result: Any) -> TrialOutcome:
+def _outcome(result: Any, searching: bool) -> TrialOutcome:
     trial = result.config["trial"]
     metrics = result.metrics or {}
     iterations = int(metrics.get("iteration", 0) or 0)
@@ -148,18 +175,21 @@ def _outcome(result: Any) -> TrialOutcome:
         status, reason = "failed", f"{type(result.error).__name__}: {result.error}".splitlines()[0]
     elif metrics.get("diverged"):
         status, reason = "diverged", metrics.get("diverged_reason", "")
+    elif iterations < planned and searching:
+        status, reason = "stopped", f"stopped early by ASHA at iteration {iterations} of {planned}"
     elif iterations < planned:
         status, reason = "failed", f"stopped at iteration {iterations} of {planned}"
     else:
         status, reason = "finished", ""
     return TrialOutcome(
-        label=trial["label"],
+        label=trial_label(result.config),
         seed=trial["seed"],
         iterations=iterations,
         train_error=float(metrics.get("train_error", math.nan)),
         test_error=float(metrics.get("test_error", math.nan)),
         status=status,
         reason=reason,
+        params=dict(result.config.get("sampled") or {}),
     )
 
 
@@ -182,7 +212,7 @@ def run_study(
     storage_uri = _storage_uri(storage)
     name = experiment_name(study, profile)
     path = f"{storage_uri}/{name}"
-    fingerprint = grid_fingerprint(trials)
+    fingerprint = grid_fingerprint(trials, study, profile)
     stored = _read_text(path, "grid.json")
     if stored is not None and json.loads(stored)["fingerprint"] != fingerprint:
         raise ValueError(f"{path} holds a different trial grid; pass another --storage or remove that folder")
@@ -202,12 +232,16 @@ def run_study(
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
         _write_text(path, "grid.json", json.dumps({"fingerprint": fingerprint, "trials": len(trials)}))
-        tuner = _new_tuner(trainable, trials, name, storage_uri, max_concurrent_trials, study.layer_responses)
+        tuner = _new_tuner(trainable, study, profile, trials, name, storage_uri, max_concurrent_trials)
     results = tuner.fit()
-    outcomes = [_outcome(result) for result in results]
-    table = summarize(outcomes, study.paper, order=[variant_label(v) for v in study.variants])
+    outcomes = [_outcome(result, study.search is not None) for result in results]
+    if study.search is None:
+        table = summarize(outcomes, study.paper, order=[variant_label(v) for v in study.variants])
+        markdown = to_markdown(table, f"{study.title} — profile {profile}")
+    else:
+        table = search_table(outcomes)
+        markdown = search_markdown(table, f"{study.title} — profile {profile}")
     _write_text(path, "summary.csv", table.to_csv(index=False))
-    markdown = to_markdown(table, f"{study.title} — profile {profile}")
     responses = response_table(results)
     if not responses.empty:
         _write_text(path, "layer_responses.csv", responses.to_csv(index=False))
@@ -221,33 +255,37 @@ def _resources_fn(cluster_gpus: float, gpus_per_trial: float | None) -> Callable
     from ray.tune import PlacementGroupFactory
 
     def resources(params: dict) -> PlacementGroupFactory:
-        config = TrainConfig.from_dict(params["trial"]["config"])
+        config = trial_config(params)
         return PlacementGroupFactory([trial_resources(config, cluster_gpus, gpus_per_trial)])
 
     return resources
 
 
 def _new_tuner(
-    trainable: Any, trials: list[Trial], name: str, storage: str, max_concurrent: int | None, responses: bool
+    trainable: Any, study: Study, profile: str, trials: list[Trial], name: str, storage: str, max_concurrent: int | None
 ) -> Any:
+    """A Tuner over the study's grid, or, for a search study, over Optuna's samples with ASHA stopping."""
     from ray import tune
 
     points = [
-        {"label": t.label, "seed": t.seed, "config": t.config.to_dict(), "layer_responses": responses} for t in trials
+        {"label": t.label, "seed": t.seed, "config": t.config.to_dict(), "layer_responses": study.layer_responses}
+        for t in trials
     ]
 
     def trial_name(trial: Any) -> str:
-        point = trial.config["trial"]
-        return f"{point['label']}-seed{point['seed']}"
+        return f"{trial_label(trial.config)}-seed{trial.config['trial']['seed']}"
 
+    names = {"trial_name_creator": trial_name, "trial_dirname_creator": lambda t: f"{trial_name(t)}-{t.trial_id}"}
+    if study.search is None:
+        param_space = {"trial": tune.grid_search(points)}
+        tune_config = tune.TuneConfig(max_concurrent_trials=max_concurrent, **names)
+    else:
+        param_space = {"trial": points[0], "sampled": {k: tune.loguniform(*v) for k, v in study.search.space.items()}}
+        tune_config = _search_config(study, profile, trials[0].config.recipe.iterations, max_concurrent, names)
     return tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search(points)},
-        tune_config=tune.TuneConfig(
-            max_concurrent_trials=max_concurrent,
-            trial_name_creator=trial_name,
-            trial_dirname_creator=lambda trial: f"{trial_name(trial)}-{trial.trial_id}",
-        ),
+        param_space=param_space,
+        tune_config=tune_config,
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage,
@@ -255,4 +293,28 @@ def _new_tuner(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=1,
         ),
+    )
+
+
+def _search_config(study: Study, profile: str, iterations: int, max_concurrent: int | None, names: dict) -> Any:
+    """Optuna TPE (seeded, so a search is repeatable) proposing trials, ASHA stopping the weak ones."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    search = study.search
+    return tune.TuneConfig(
+        metric=study.metric,
+        mode="min",
+        search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=0)),
+        scheduler=ASHAScheduler(
+            time_attr="iteration",
+            max_t=iterations,
+            grace_period=max(1, round(search.grace_fraction * iterations)),
+            reduction_factor=search.reduction_factor,
+        ),
+        num_samples=search.samples.get(profile, 1),
+        max_concurrent_trials=max_concurrent,
+        **names,
     )

@@ -63,6 +63,40 @@ def variant_label(variant: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class Search:
+    """A hyperparameter search instead of a grid: Optuna's TPE sampler proposes recipe values drawn
+    log-uniformly from `space`, and ASHA stops trials that fall behind at its rungs."""
+
+    space: Mapping[str, tuple[float, float]]  # recipe field -> (low, high), sampled log-uniformly
+    samples: Mapping[str, int]  # trials to sample per profile, e.g. {"smoke": 4, "quick": 16, "paper": 32}
+    grace_fraction: float = 0.25  # ASHA's first rung, as a fraction of the schedule
+    reduction_factor: int = 2  # ASHA keeps the best 1/reduction_factor at each rung
+
+    def problems(self) -> list[str]:
+        found = [
+            f"search.space.{k}: not a recipe field; valid: {', '.join(sorted(RECIPE_KEYS))}"
+            for k in self.space
+            if k not in RECIPE_KEYS
+        ]
+        found += [
+            f"search.space.{k}: need 0 < low < high, got {v!r}"
+            for k, v in self.space.items()
+            if not (len(v) == 2 and 0 < v[0] < v[1])
+        ]
+        found += [
+            f"search.samples.{k}: unknown profile; valid: {', '.join(PROFILES)}"
+            for k in self.samples
+            if k not in PROFILES
+        ]
+        found += [f"search.samples.{k}: need at least 1 trial, got {n!r}" for k, n in self.samples.items() if n < 1]
+        if not 0 < self.grace_fraction <= 1:
+            found.append(f"search.grace_fraction: must be in (0, 1], got {self.grace_fraction!r}")
+        if self.reduction_factor < 2:
+            found.append(f"search.reduction_factor: must be >= 2, got {self.reduction_factor!r}")
+        return found
+
+
+@dataclass(frozen=True)
 class Trial:
     """One grid point x seed: the config a Ray trial trains, and where it belongs in the summary."""
 
@@ -84,6 +118,7 @@ class Study:
     paper: Mapping[str, float] = field(default_factory=dict)  # the paper's test error (%) by variant label
     metric: str = "test_error"  # what "best" means (lower is better)
     layer_responses: bool = False  # also measure Fig. 7's per-layer response std at the end of each trial
+    search: Search | None = None  # sample the recipe instead of crossing a grid (one base variant)
 
     def problems(self, profile: str = "smoke", data_dir: str | None = None) -> list[str]:
         """Every problem with the study, by path, without building anything."""
@@ -97,6 +132,10 @@ class Study:
         ]:
             if not seeds or any(not isinstance(s, int) or s < 0 for s in seeds):
                 found.append(f"{where}: need at least one non-negative integer seed, got {seeds!r}")
+        if self.search is not None:
+            found += self.search.problems()
+            if len(self.variants) != 1:
+                found.append(f"variants: a search study has exactly one base variant, got {len(self.variants)}")
         if len(set(map(variant_label, self.variants))) != len(self.variants):
             found.append("variants: two variants have the same label (duplicate grid points)")
         for where, values in [("settings", self.settings)] + [

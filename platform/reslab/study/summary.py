@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -19,8 +19,9 @@ class TrialOutcome:
     iterations: int  # SGD steps completed
     train_error: float  # final training error (fraction), NaN if it never reported
     test_error: float  # final test error (fraction), NaN if it never reported
-    status: str  # "finished", "diverged" or "failed"
-    reason: str = ""  # why a trial diverged or failed
+    status: str  # "finished", "diverged", "stopped" (early, by ASHA) or "failed"
+    reason: str = ""  # why a trial diverged, stopped or failed
+    params: dict[str, float] = field(default_factory=dict)  # the values a search sampled
 
 
 def _mean_std(values: pd.Series) -> tuple[float, float]:
@@ -110,4 +111,45 @@ def responses_markdown(responses: pd.DataFrame, order: Sequence[str]) -> str:
         if len(stds):
             layers = responses.loc[responses["variant"] == label, "layer"].max()
             lines.append(f"| {label} | {layers} | {stds.mean():.4f} | {stds.median():.4f} | {stds.max():.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def search_table(outcomes: Sequence[TrialOutcome]) -> pd.DataFrame:
+    """Every search trial with its sampled values, best first; only finished trials rank as "best"."""
+    rows = [
+        {
+            **o.params,
+            "iterations": o.iterations,
+            "train_error": 100 * o.train_error,
+            "test_error": 100 * o.test_error,
+            "status": o.status,
+            "reason": o.reason,
+        }
+        for o in outcomes
+    ]
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["finished"] = table["status"] == "finished"
+    return table.sort_values(["finished", "test_error"], ascending=[False, True]).drop(columns="finished")
+
+
+def search_markdown(table: pd.DataFrame, title: str) -> str:
+    """The search as a Markdown table, best finished trial first."""
+    params = [c for c in table.columns if c not in ("iterations", "train_error", "test_error", "status", "reason")]
+    lines = [
+        f"### {title}",
+        "",
+        "| " + " | ".join([*params, "iterations", "train error %", "test error %", "status"]) + " |",
+        "|" + " --- |" * (len(params) + 4),
+    ]
+    for row in table.to_dict("records"):
+        values = [f"{row[p]:.3g}" for p in params]
+        values += [str(row["iterations"]), _num(row["train_error"]), _num(row["test_error"]), row["status"]]
+        lines.append("| " + " | ".join(values) + " |")
+    finished = table[table["status"] == "finished"]
+    if len(finished):
+        best = finished.iloc[0]
+        chosen = ", ".join(f"{p}={best[p]:.3g}" for p in params)
+        lines += ["", f"Best finished trial: {chosen} (test error {best['test_error']:.2f} %)"]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,24 @@
+"""Learning rate and weight decay around the paper's CIFAR recipe (lr 0.1, weight decay 1e-4), searched
+with Optuna's TPE sampler through Ray Tune, ASHA stopping trials that fall behind.
+
+    python studies/lr_search.py --profile smoke
+    python studies/lr_search.py --profile quick --data-dir data/cifar10
+"""
+
+import sys
+
+from reslab.study import Search, Study, main
+
+STUDY = Study(
+    name="lr_search",
+    title="Learning-rate / weight-decay search for ResNet-20 on CIFAR-10 (the paper: lr 0.1, wd 1e-4)",
+    dataset="cifar10",
+    variants=({"model": "cifar_resnet20"},),
+    search=Search(
+        space={"lr": (0.01, 1.0), "weight_decay": (1e-5, 1e-3)},
+        samples={"smoke": 4, "quick": 16, "paper": 32},
+    ),
+)
+
+if __name__ == "__main__":
+    sys.exit(main(STUDY))
