@@ -39,7 +39,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # the whole study in a few minutes on 2 CPU cores: proves the pipeline, not the paper
-    "smoke": Profile("smoke", iterations=24, eval_every=8, batch_size=32, synthetic_without_data=True, max_seeds=1),
+    "smoke": Profile("smoke", iterations=24, eval_every=12, batch_size=32, synthetic_without_data=True, max_seeds=1),
     # real data, a schedule long enough to show the paper's direction
     "quick": Profile("quick", iterations=2000, eval_every=200),
     # the recipe of PAPER.md
