@@ -44,8 +44,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=40)
     args = parser.parse_args()
     settings = {"model": "cifar_resnet20", "iterations": args.iterations, "eval_every": args.eval_every}
-    study = Study("tune_overhead", "Ray Tune overhead on one trial", "cifar10", ({"batch_size": 128},),
-                  settings=settings)
+    study = Study(
+        "tune_overhead", "Ray Tune overhead on one trial", "cifar10", ({"batch_size": 128},), settings=settings
+    )
     torch.set_num_threads(1)  # a trial runs with one CPU (Ray sets OMP_NUM_THREADS=1 for it)
     bare = bare_seconds(study)
     started = time.perf_counter()

@@ -228,3 +228,19 @@ def test_lr_search_samples_with_optuna_and_stops_with_asha(tmp_path: Path) -> No
     assert set(table["status"]) <= {"finished", "stopped", "diverged"} and (table["status"] == "finished").any()
     assert table.iloc[0]["status"] == "finished"  # the best row is a finished trial
     assert "Best finished trial: lr=" in done.stdout
+
+
+def test_a_data_parallel_trial_trains_on_two_gloo_workers(tmp_path: Path) -> None:
+    script = write_study(
+        tmp_path,
+        "data_parallel",
+        "grid(lr=[0.1])",
+        {"model": "cifar_resnet20", "iterations": 20, "eval_every": 10, "batch_size": 32},
+    )
+    done = run(script, "--storage", str(tmp_path), "--data-parallel", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (lines,) = results(tmp_path / "data_parallel-smoke").values()
+    assert [r["iteration"] for r in lines] == [10, 20]
+    assert all(r["world_size"] == 2 and r["replica_spread"] == 0.0 for r in lines)  # DDP kept replicas identical
+    assert 0 <= lines[-1]["test_error"] <= 1
+    assert summary(tmp_path / "data_parallel-smoke").loc["lr=0.1", "n"] == 1

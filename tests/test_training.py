@@ -211,3 +211,27 @@ def test_layer_responses_measure_every_3x3_layer_after_bn() -> None:
         model.stages[2][2].residual[4].weight.zero_()
         model.stages[2][2].residual[4].bias.zero_()
     assert layer_responses(model, data.test_batches())[-1] == 0.0  # gamma = beta = 0: a silent layer
+
+
+def test_data_parallel_needs_a_batch_the_workers_can_split() -> None:
+    config = TrainConfig("cifar_resnet20", dataset="synthetic", recipe=replace(SHORT, batch_size=30), data_parallel=4)
+    with pytest.raises(ValueError, match="data_parallel: 4 workers cannot split batch 30"):
+        config.validate()
+    with pytest.raises(ValueError, match="data_parallel=2 but this process is in a group of 1"):
+        build_trainer(replace(config, data_parallel=2))
+
+
+def test_a_shard_takes_every_nth_item_of_the_global_batch() -> None:
+    from reslab.distributed import Shard
+
+    data = [TensorData(SPLITS, 32, seed=0, shard=Shard(rank, 2)) for rank in (0, 1)]
+    whole = TensorData(SPLITS, 32, seed=0)
+    x, y = whole.train_batch(5)
+    (x0, y0), (x1, y1) = (d.train_batch(5) for d in data)
+    assert (
+        torch.equal(x0, x[0::2])
+        and torch.equal(x1, x[1::2])
+        and torch.equal(torch.cat([y0, y1]).sort()[0], y.sort()[0])
+    )
+    test_counts = [sum(len(labels) for _, labels in d.test_batches()) for d in data]
+    assert sum(test_counts) == 128

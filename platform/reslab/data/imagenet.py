@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from ..distributed import Shard
 from .cifar10 import DatasetNotFoundError
 from .stream import _seeded
 
@@ -92,8 +93,11 @@ class EpochBatchSampler(Sampler[list[int]]):
     """Endless batches of indices starting at `start_iteration`; epoch e visits the images in the
     order of a permutation seeded by (seed, e), so a resumed run sees the same images in the same order."""
 
-    def __init__(self, num_images: int, batch_size: int, seed: int, start_iteration: int = 0) -> None:
+    def __init__(
+        self, num_images: int, batch_size: int, seed: int, start_iteration: int = 0, shard: Shard | None = None
+    ) -> None:
         self.num_images, self.batch_size, self.seed = num_images, batch_size, seed
+        self.shard = shard or Shard()  # yields only this worker's share of each global batch
         self.start_iteration = start_iteration
         self.steps_per_epoch = num_images // batch_size
 
@@ -102,7 +106,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         while True:
             epoch, step = divmod(iteration, self.steps_per_epoch)
             order = torch.randperm(self.num_images, generator=_seeded(self.seed, 0, epoch))
-            yield order[step * self.batch_size : (step + 1) * self.batch_size].tolist()
+            yield self.shard.take(order[step * self.batch_size : (step + 1) * self.batch_size]).tolist()
             iteration += 1
 
 
@@ -129,8 +133,10 @@ class ImageFolderData:
         workers: int = 4,
         ten_crop: bool = False,
         test_batch_size: int | None = None,
+        shard: Shard | None = None,
     ) -> None:
         root = Path(root)
+        self.shard = shard or Shard()
         self.train_set = _image_folder(root, "train", train_transform())
         self.test_set = _image_folder(root, "val", eval_transform(ten_crop=ten_crop))
         if self.train_set.classes != self.test_set.classes:
@@ -142,14 +148,14 @@ class ImageFolderData:
         self.test_batch_size = test_batch_size or batch_size
         self._next_iteration, self._batches = -1, iter(())
 
-    def _loader(self, dataset: datasets.ImageFolder, **kwargs: object) -> DataLoader:
+    def _loader(self, dataset: Dataset, **kwargs: object) -> DataLoader:
         pin = self.device.type == "cuda"
         return DataLoader(dataset, num_workers=self.workers, pin_memory=pin, persistent_workers=False, **kwargs)
 
     def train_batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch of training iteration `iteration`; a jump (a resume) restarts the workers there."""
         if iteration != self._next_iteration:
-            sampler = EpochBatchSampler(len(self.train_set), self.batch_size, self.seed, iteration)
+            sampler = EpochBatchSampler(len(self.train_set), self.batch_size, self.seed, iteration, self.shard)
             self._batches = iter(self._loader(self.train_set, batch_sampler=sampler))
         self._next_iteration = iteration + 1
         images, labels = next(self._batches)
@@ -157,5 +163,6 @@ class ImageFolderData:
 
     def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The validation set in order; with 10-crop testing each input is (batch, 10, 3, 224, 224)."""
-        for images, labels in self._loader(self.test_set, batch_size=self.test_batch_size):
+        mine = Subset(self.test_set, range(self.shard.rank, len(self.test_set), self.shard.size))
+        for images, labels in self._loader(mine, batch_size=self.test_batch_size):
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)

@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 import torch
 import torch.nn.functional as F
 
+from ..distributed import Shard
 from .images import ImageSet, Splits
 
 Normalization = Literal["pixel_mean", "channel"]
@@ -96,8 +97,10 @@ class TensorData:
         normalization: Normalization = "pixel_mean",
         augment: bool = True,
         test_batch_size: int = 1000,
+        shard: Shard | None = None,
     ) -> None:
         train = splits.train
+        self.shard = shard or Shard()
         if not 1 <= batch_size <= len(train):
             raise ValueError(f"batch size must be between 1 and the {len(train)} training images; got {batch_size}")
         self.normalize = Normalizer(train, normalization).to(device)
@@ -115,16 +118,18 @@ class TensorData:
         return self._order
 
     def train_batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (inputs, labels) of training iteration `iteration` (0-based)."""
+        """This worker's share of the (inputs, labels) of training iteration `iteration` (0-based)."""
         epoch, step = divmod(iteration, self.steps_per_epoch)
         index = self._epoch_order(epoch)[step * self.batch_size : (step + 1) * self.batch_size]
         images = self.images[index]
-        if self.augment:
+        if self.augment:  # drawn for the whole global batch, so every worker's share is the same as alone
             images = crop_and_flip(images, _seeded(self.seed, 1, iteration))
-        return self.normalize(images), self.labels[index]
+        return self.normalize(self.shard.take(images)), self.shard.take(self.labels[index])
 
     def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The test set in order, un-augmented (the paper tests on the single original 32x32 view)."""
-        for start in range(0, len(self.test_labels), self.test_batch_size):
+        for number, start in enumerate(range(0, len(self.test_labels), self.test_batch_size)):
+            if not self.shard.owns(number):
+                continue
             end = start + self.test_batch_size
             yield self.normalize(self.test_images[start:end]), self.test_labels[start:end]

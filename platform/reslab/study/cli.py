@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 
 from ..data import DatasetNotFoundError
 from .plan import format_plan, plan
@@ -41,6 +42,12 @@ def build_parser(*studies: Study) -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-concurrent-trials", type=int, help="default: as many as resources allow")
     parser.add_argument("--gpus-per-trial", type=float, help="override the GPU share chosen from the model")
+    parser.add_argument(
+        "--data-parallel",
+        type=int,
+        metavar="N",
+        help="train each trial on N Ray Train workers (one GPU, or CPU, each) with DDP",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the trials and a compute/time estimate only")
     return parser
 
@@ -52,6 +59,8 @@ def main(*studies: Study, argv: list[str] | None = None) -> int:
     """
     args = build_parser(*studies).parse_args(argv)
     study = next(s for s in studies if s.dataset == getattr(args, "dataset", studies[0].dataset))
+    if args.data_parallel is not None:
+        study = replace(study, settings={**study.settings, "data_parallel": args.data_parallel})
     try:
         study.validate(args.profile, args.data_dir)
         if args.dry_run:

@@ -24,6 +24,7 @@ import pandas as pd
 from ..models import get_model_info
 from ..training import TrainConfig, TrainingDiverged, build_trainer
 from ..training.responses import layer_responses
+from .data_parallel import train_data_parallel
 from .spec import Study, Trial, variant_label
 from .summary import (
     TrialOutcome,
@@ -37,6 +38,7 @@ from .summary import (
 
 TRIAL_CHECKPOINT = "checkpoint.pt"
 MAX_FAILURES = 3  # retries of a trial from its last checkpoint after a worker or node is lost
+COORDINATOR_MEMORY = 256 * 2**20  # bytes reserved for a data-parallel trial's coordinating function
 
 
 def gpu_fraction(config: TrainConfig) -> float:
@@ -49,7 +51,11 @@ def gpu_fraction(config: TrainConfig) -> float:
 
 
 def trial_resources(config: TrainConfig, cluster_gpus: float, gpus_per_trial: float | None) -> dict[str, float]:
-    """Ray resources for one trial: a GPU share where the cluster has GPUs, else one CPU."""
+    """Ray resources for one trial: a GPU share where the cluster has GPUs, else one CPU. A data-parallel
+    trial's function only coordinates (its Ray Train workers ask for a CPU or GPU each), so it asks for
+    no CPU, only memory (Ray needs a non-empty request)."""
+    if config.data_parallel > 1:
+        return {"memory": COORDINATOR_MEMORY}
     gpus = gpus_per_trial if gpus_per_trial is not None else (gpu_fraction(config) if cluster_gpus else 0.0)
     return {"CPU": 1.0, "GPU": gpus} if gpus else {"CPU": 1.0}
 
@@ -75,6 +81,11 @@ def train_trial(params: dict[str, Any]) -> None:
     from ray import tune
 
     config = trial_config(params)
+    if config.data_parallel > 1:
+        context = ray.get_runtime_context()
+        extra = {"node_id": context.get_node_id(), "pid": os.getpid(), "gpu_ids": ""}
+        train_data_parallel(params, extra, params["trial"]["storage"], MAX_FAILURES)
+        return
     trainer = build_trainer(config)
     resumed_from = 0
     if (checkpoint := tune.get_checkpoint()) is not None:
@@ -232,7 +243,7 @@ def run_study(
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
         _write_text(path, "grid.json", json.dumps({"fingerprint": fingerprint, "trials": len(trials)}))
-        tuner = _new_tuner(trainable, study, profile, trials, name, storage_uri, max_concurrent_trials)
+        tuner = _new_tuner(trainable, study, profile, trials, name, storage_uri, max_concurrent_trials, cluster_gpus)
     results = tuner.fit()
     outcomes = [_outcome(result, study.search is not None) for result in results]
     if study.search is None:
@@ -262,15 +273,20 @@ def _resources_fn(cluster_gpus: float, gpus_per_trial: float | None) -> Callable
 
 
 def _new_tuner(
-    trainable: Any, study: Study, profile: str, trials: list[Trial], name: str, storage: str, max_concurrent: int | None
+    trainable: Any,
+    study: Study,
+    profile: str,
+    trials: list[Trial],
+    name: str,
+    storage: str,
+    max_concurrent: int | None,
+    gpus: float,
 ) -> Any:
     """A Tuner over the study's grid, or, for a search study, over Optuna's samples with ASHA stopping."""
     from ray import tune
 
-    points = [
-        {"label": t.label, "seed": t.seed, "config": t.config.to_dict(), "layer_responses": study.layer_responses}
-        for t in trials
-    ]
+    point = {"layer_responses": study.layer_responses, "storage": storage, "gpus_per_worker": gpus}
+    points = [{"label": t.label, "seed": t.seed, "config": t.config.to_dict(), **point} for t in trials]
 
     def trial_name(trial: Any) -> str:
         return f"{trial_label(trial.config)}-seed{trial.config['trial']['seed']}"

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..data import NORMALIZATIONS, ImageFolderData, TensorData, TrainingData, load_cifar10, synthetic_splits
+from ..distributed import Shard
 from ..models import create_model, get_model_info
 from ..models.cifar import blocks_per_stage
 from ..models.shortcuts import SHORTCUT_OPTIONS
@@ -45,6 +46,7 @@ class TrainConfig:
     precision: str = "auto"  # "fp32", "bf16", or "auto" (bf16 where the hardware has it natively)
     workers: int = 4  # DataLoader processes decoding ImageNet images
     ten_crop: bool = False  # ImageNet: test on 10 crops (the paper's comparisons) instead of 1
+    data_parallel: int = 1  # workers (GPUs) training this run together with DDP; batch_size is their total
 
     def problems(self) -> list[str]:
         """Every invalid field with what it must be, checked before anything is built."""
@@ -76,6 +78,10 @@ class TrainConfig:
             found.append(f"validation_fraction: must be in (0, 1), got {self.validation_fraction!r}")
         if self.precision not in PRECISIONS:
             found.append(f"precision: unknown {self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        if not isinstance(self.data_parallel, int) or self.data_parallel < 1:
+            found.append(f"data_parallel: must be a positive integer, got {self.data_parallel!r}")
+        elif self.recipe.batch_size % self.data_parallel:
+            found.append(f"data_parallel: {self.data_parallel} workers cannot split batch {self.recipe.batch_size}")
         if self.eval_every is not None and self.eval_every < 1:
             found.append(f"eval_every: must be a positive integer, got {self.eval_every!r}")
         return found + self.recipe.problems()
@@ -105,12 +111,18 @@ def paper_recipe(model: str, depth: int | None = None) -> Recipe:
     return cifar_recipe(depth or info.depth or 0)
 
 
-def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
-    """The dataset of `config`, placed for training on `device`."""
+def load_data(config: TrainConfig, device: torch.device, shard: Shard | None = None) -> TrainingData:
+    """The dataset of `config`, placed for training on `device` (this worker's share with data parallelism)."""
     batch_size, seed = config.recipe.batch_size, config.seed
     if config.dataset == "imagenet":
         return ImageFolderData(
-            config.data_dir, batch_size, seed=seed, device=device, workers=config.workers, ten_crop=config.ten_crop
+            config.data_dir,
+            batch_size,
+            seed=seed,
+            device=device,
+            workers=config.workers,
+            ten_crop=config.ten_crop,
+            shard=shard,
         )
     if config.dataset == "synthetic":
         splits = synthetic_splits(seed=seed)
@@ -118,15 +130,24 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
         splits = load_cifar10(
             config.data_dir, download=config.download, validation_fraction=config.validation_fraction, seed=seed
         )
-    return TensorData(splits, batch_size, seed=seed, device=device, normalization=config.normalization)
+    return TensorData(splits, batch_size, seed=seed, device=device, normalization=config.normalization, shard=shard)
 
 
-def build_trainer(config: TrainConfig) -> Trainer:
-    """Validate `config`, then build its data, model (initialised from the seed) and trainer."""
+def build_trainer(config: TrainConfig, device: torch.device | None = None) -> Trainer:
+    """Validate `config`, then build its data, model (initialised from the seed) and trainer.
+
+    With `data_parallel` > 1 this runs in each worker of a torch.distributed group (Ray Train starts
+    it) and trains that worker's share; every worker builds the same initial model from the seed.
+    """
     config.validate()
-    device = pick_device(config.device)
-    data = load_data(config, device)
+    shard = Shard.current()
+    if shard.size != config.data_parallel:
+        raise ValueError(f"data_parallel={config.data_parallel} but this process is in a group of {shard.size}")
+    device = device or pick_device(config.device)
+    data = load_data(config, device, shard)
     torch.manual_seed(config.seed)
     extra = {"depth": config.depth} if config.depth is not None else {}
     model = create_model(config.model, shortcut=config.shortcut, num_classes=data.num_classes, **extra)
-    return Trainer(model, data, config.recipe, device=device, eval_every=config.eval_every, precision=config.precision)
+    return Trainer(
+        model, data, config.recipe, device=device, eval_every=config.eval_every, precision=config.precision, shard=shard
+    )

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.stream import TrainingData
+from ..distributed import Shard
 from .checkpoint import load_checkpoint, save_checkpoint
 from .recipe import Recipe
 
@@ -85,13 +86,17 @@ class Trainer:
         device: torch.device | str = "cpu",
         eval_every: int | None = None,
         precision: str = "auto",
+        shard: Shard | None = None,
     ) -> None:
         self.recipe = recipe.validate()
+        self.shard = shard or Shard()
         self.device = torch.device(device)
         self.autocast_dtype = resolve_precision(precision, self.device)
         # channels_last: the layout cuDNN's tensor-core and oneDNN's CPU convolutions are fastest in
         self.memory_format = torch.channels_last
         self.model = model.to(self.device, memory_format=self.memory_format)
+        # with data parallelism, steps go through DDP (gradients averaged over the group); state stays in self.model
+        self.stepper = self.model if self.shard.size == 1 else self._ddp(self.model)
         self.data = data
         self.eval_every = eval_every or max(1, recipe.iterations // 10)
         self.optimizer = torch.optim.SGD(
@@ -101,6 +106,12 @@ class Trainer:
         self.warming_up = recipe.warmup_lr is not None
         self.warmup_errors: deque[float] = deque(maxlen=WARMUP_WINDOW)
         self.history: list[Report] = []
+
+    def _ddp(self, model: nn.Module) -> nn.Module:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision in the chosen dtype, or nothing for fp32."""
@@ -115,7 +126,7 @@ class Trainer:
             group["lr"] = lr
         images = images.contiguous(memory_format=self.memory_format)
         with self._autocast():
-            logits = self.model(images)
+            logits = self.stepper(images)
             loss = F.cross_entropy(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -141,11 +152,17 @@ class Trainer:
             errors += (log_probs.argmax(1) != labels).sum()
             count += len(labels)
         self.model.train()
-        return errors.item() / count, loss.item() / count
+        totals = self.shard.sum(
+            torch.stack([errors.double(), loss.double(), torch.tensor(float(count), device=self.device)])
+        )
+        return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
 
     def _update_warmup(self, batch_errors: torch.Tensor, batch_size: int) -> None:
         """End the warm-up once the mean training error of the last steps is below the threshold."""
-        self.warmup_errors.append(batch_errors.item() / batch_size)
+        totals = self.shard.sum(
+            torch.stack([batch_errors.double(), torch.tensor(float(batch_size), device=self.device)])
+        )
+        self.warmup_errors.append((totals[0] / totals[1]).item())
         full = len(self.warmup_errors) == self.warmup_errors.maxlen
         if full and sum(self.warmup_errors) / len(self.warmup_errors) < self.recipe.warmup_until_error:
             self.warming_up = False
@@ -165,9 +182,11 @@ class Trainer:
                 self._update_warmup(batch_errors, len(labels))
             self.iteration += 1
             if self.iteration % self.eval_every == 0 or self.iteration == self.recipe.iterations:
-                train_loss, train_errors = loss_sum.item() / seen, error_sum.item() / seen
+                seen_total = torch.tensor(float(seen), device=self.device, dtype=torch.float64)
+                totals = self.shard.sum(torch.stack([loss_sum.double(), error_sum.double(), seen_total]))
+                train_loss, train_errors = (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
                 elapsed = time.perf_counter() - started
-                report = self._report(train_loss, train_errors, seen / elapsed)
+                report = self._report(train_loss, train_errors, totals[2].item() / elapsed)
                 if on_report is not None:
                     on_report(report)
                 loss_sum.zero_()
