@@ -235,3 +235,10 @@ def test_a_shard_takes_every_nth_item_of_the_global_batch() -> None:
     )
     test_counts = [sum(len(labels) for _, labels in d.test_batches()) for d in data]
     assert sum(test_counts) == 128
+
+
+def test_recipe_fields_of_the_wrong_type_are_named() -> None:
+    with pytest.raises(ValueError, match=r"recipe\.lr: must be a number, got '0\.1'"):
+        Recipe(lr="0.1").validate()
+    with pytest.raises(ValueError, match=r"recipe\.milestones: must be a number"):
+        Recipe(milestones=("32k",)).validate()

@@ -26,6 +26,16 @@ class Recipe:
 
     def problems(self) -> list[str]:
         """Every invalid field, by name, with what it must be."""
+        numbers = ("lr", "momentum", "weight_decay", "lr_decay", "warmup_until_error")
+        wrong = [
+            n for n in numbers if isinstance(getattr(self, n), bool) or not isinstance(getattr(self, n), int | float)
+        ]
+        if self.warmup_lr is not None and not isinstance(self.warmup_lr, int | float):
+            wrong.append("warmup_lr")
+        if not isinstance(self.milestones, tuple | list) or not all(isinstance(m, int) for m in self.milestones):
+            wrong.append("milestones")
+        if wrong:  # the range checks below need numbers
+            return [f"recipe.{n}: must be a number, got {getattr(self, n)!r}" for n in wrong]
         found = []
         for name in ("batch_size", "iterations"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
