@@ -41,12 +41,15 @@ def study_env(**extra: str) -> dict[str, str]:
 
 
 def run(script: Path, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run a study script in its --storage folder, so its default MLflow store (runs/mlflow.db) lands there too."""
+    cwd = args[args.index("--storage") + 1] if "--storage" in args else None
     return subprocess.run(
         [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         env=env or study_env(),
+        cwd=cwd,
         check=False,
     )
 
@@ -93,6 +96,23 @@ def test_a_diverging_trial_is_marked_and_the_study_goes_on(tmp_path: Path) -> No
     assert "diverged" in done.stdout
 
 
+def tracked_runs(uri: str, experiment: str) -> tuple[list, dict[str, list[int]]]:
+    """The experiment's launch (parent) runs, and each trial run's logged test_error steps by run name."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    parents = [r for r in runs if r.data.tags.get("reslab.launch") == "true"]
+    children = {
+        r.info.run_name: [
+            m.step for m in sorted(client.get_metric_history(r.info.run_id, "test_error"), key=lambda m: m.step)
+        ]
+        for r in runs
+        if "ray.trial_id" in r.data.tags
+    }
+    return parents, children
+
+
 def wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -134,9 +154,15 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
 
 def test_a_killed_driver_is_restored_and_finished_trials_are_not_rerun(tmp_path: Path) -> None:
     script = write_study(tmp_path, "driver_kill", "grid(lr=[0.1, 0.05, 0.02])", LONG)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [sys.executable, str(script), "--storage", str(tmp_path), "--max-concurrent-trials", "1"]
     driver = subprocess.Popen(
-        args, env=study_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        [*args, "--tracking-uri", store],
+        env=study_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=tmp_path,
     )
     experiment = tmp_path / "driver_kill-smoke"
 
@@ -149,7 +175,7 @@ def test_a_killed_driver_is_restored_and_finished_trials_are_not_rerun(tmp_path:
     before = results(experiment)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
     driver.wait()
-    done = run(script, "--storage", str(tmp_path), "--max-concurrent-trials", "1")
+    done = run(script, "--storage", str(tmp_path), "--max-concurrent-trials", "1", "--tracking-uri", store)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "restoring" in done.stdout
     after = results(experiment)
@@ -159,6 +185,11 @@ def test_a_killed_driver_is_restored_and_finished_trials_are_not_rerun(tmp_path:
             assert after[name] == lines  # a finished trial was not run again
     assert all(lines[-1]["iteration"] == 160 for lines in after.values())
     assert (summary(experiment)["n"] == 1).all()
+    parents, children = tracked_runs(store, "driver_kill-smoke")
+    assert sorted(p.info.status for p in parents) == ["FINISHED", "KILLED"]  # the dead launch is closed as KILLED
+    assert len(children) == 3  # exactly one MLflow run per trial across both launches
+    for child, history in children.items():
+        assert history == [20, 40, 60, 80, 100, 120, 140, 160], child  # every step exactly once
 
 
 def free_port() -> int:
@@ -244,3 +275,59 @@ def test_a_data_parallel_trial_trains_on_two_gloo_workers(tmp_path: Path) -> Non
     assert all(r["world_size"] == 2 and r["replica_spread"] == 0.0 for r in lines)  # DDP kept replicas identical
     assert 0 <= lines[-1]["test_error"] <= 1
     assert summary(tmp_path / "data_parallel-smoke").loc["lr=0.1", "n"] == 1
+
+
+def test_a_real_mlflow_server_receives_the_study(tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        from reslab.tracking import check_reachable
+
+        wait_for(lambda: _answers(check_reachable, uri), 120, "the MLflow server to answer")
+        settings = {"model": "cifar_resnet20", "iterations": 24, "eval_every": 12, "batch_size": 32}
+        script = write_study(tmp_path, "served", "grid(lr=[0.1, 0.05])", settings)
+        done = run(script, "--storage", str(tmp_path), "--tracking-uri", uri)
+        assert done.returncode == 0, done.stderr[-3000:]
+        parents, children = tracked_runs(uri, "served-smoke")
+        assert [p.info.status for p in parents] == ["FINISHED"]
+        assert parents[0].data.tags["profile"] == "smoke" and len(parents[0].data.tags["git_commit"]) == 40
+        assert children == {"lr=0.1-seed0": [12, 24], "lr=0.05-seed0": [12, 24]}
+        from mlflow import MlflowClient
+
+        client = MlflowClient(uri)
+        assert [a.path for a in client.list_artifacts(parents[0].info.run_id)] == ["study.json"]
+        run0 = client.search_runs(
+            [client.get_experiment_by_name("served-smoke").experiment_id], "attributes.run_name = 'lr=0.05-seed0'"
+        )[0]
+        assert run0.data.params["recipe.lr"] == "0.05" and run0.data.params["model"] == "cifar_resnet20"
+        assert run0.info.status == "FINISHED" and 0 <= run0.data.metrics["test_error"] <= 1
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _answers(check, uri: str) -> bool:
+    try:
+        check(uri, timeout=2)
+    except ConnectionError:
+        return False
+    return True

@@ -153,3 +153,30 @@ def test_search_studies_are_validated_too() -> None:
         "variants: a search study has exactly one base variant, got 2",
     ):
         assert needle in message
+
+
+def test_an_unreachable_tracking_server_fails_the_launch_before_any_trial(tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "studies" / "lr_search.py"),
+            "--storage",
+            str(tmp_path),
+            "--tracking-uri",
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert f"MLflow tracking server http://127.0.0.1:{port} is unreachable" in done.stderr
+    assert "Traceback" not in done.stderr and list(tmp_path.iterdir()) == []  # nothing started, nothing written

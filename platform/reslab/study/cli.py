@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 
 from ..data import DatasetNotFoundError
+from ..tracking import TrackingUnavailable
 from .plan import format_plan, plan
 from .runner import run_study
 from .spec import PROFILES, Study
@@ -30,6 +31,10 @@ def build_parser(*studies: Study) -> argparse.ArgumentParser:
         help="smoke: minutes on a laptop; quick: short real runs; paper: the full recipe",
     )
     parser.add_argument("--data-dir", help="dataset location (smoke runs without it use synthetic data)")
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow store: http://host:port or sqlite:///path.db (default: $MLFLOW_TRACKING_URI, else runs/mlflow.db)",
+    )
     parser.add_argument(
         "--storage",
         default=os.environ.get("RESLAB_STORAGE", "runs"),
@@ -76,8 +81,9 @@ def main(*studies: Study, argv: list[str] | None = None) -> int:
             resume=args.resume,
             max_concurrent_trials=args.max_concurrent_trials,
             gpus_per_trial=args.gpus_per_trial,
+            tracking_uri=args.tracking_uri,
         )
-    except (ValueError, DatasetNotFoundError) as error:
+    except (ValueError, DatasetNotFoundError, TrackingUnavailable) as error:
         print(f"{study.name}: error: {error}", file=sys.stderr)
         return 2
     failed = [o for o in run.outcomes if o.status == "failed"]

@@ -22,10 +22,11 @@ from typing import Any, TextIO
 import pandas as pd
 
 from ..models import get_model_info
+from ..tracking import check_reachable, resolve_tracking_uri
 from ..training import TrainConfig, TrainingDiverged, build_trainer
 from ..training.responses import layer_responses
 from .data_parallel import train_data_parallel
-from .spec import Study, Trial, variant_label
+from .spec import Study, Trial, trial_label, variant_label
 from .summary import (
     TrialOutcome,
     response_table,
@@ -65,14 +66,6 @@ def trial_config(params: dict[str, Any]) -> TrainConfig:
     config = TrainConfig.from_dict(params["trial"]["config"])
     sampled = params.get("sampled") or {}
     return replace(config, recipe=replace(config.recipe, **sampled)) if sampled else config
-
-
-def trial_label(params: dict[str, Any]) -> str:
-    """The variant label, or for a search trial the values it sampled (3 significant digits)."""
-    sampled = params.get("sampled") or {}
-    if sampled:
-        return variant_label({k: float(f"{v:.3g}") for k, v in sampled.items()})
-    return params["trial"]["label"]
 
 
 def train_trial(params: dict[str, Any]) -> None:
@@ -213,12 +206,15 @@ def run_study(
     resume: bool = False,
     max_concurrent_trials: int | None = None,
     gpus_per_trial: float | None = None,
+    tracking_uri: str | None = None,
     out: TextIO = sys.stdout,
 ) -> StudyRun:
-    """Validate, then run (or restore) the study on Ray Tune and write its summary beside the results."""
+    """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary."""
     from ray import tune
 
     study.validate(profile, data_dir)
+    tracking_uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(tracking_uri)  # a server that is down fails the launch before any trial starts
     trials = study.trials(profile, data_dir)
     storage_uri = _storage_uri(storage)
     name = experiment_name(study, profile)
@@ -243,7 +239,10 @@ def run_study(
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
         _write_text(path, "grid.json", json.dumps({"fingerprint": fingerprint, "trials": len(trials)}))
-        tuner = _new_tuner(trainable, study, profile, trials, name, storage_uri, max_concurrent_trials, cluster_gpus)
+        tracking = tracking_callback(study, profile, name, trials, tracking_uri)
+        tuner = _new_tuner(
+            trainable, study, profile, trials, name, storage_uri, max_concurrent_trials, cluster_gpus, tracking
+        )
     results = tuner.fit()
     outcomes = [_outcome(result, study.search is not None) for result in results]
     if study.search is None:
@@ -260,6 +259,41 @@ def run_study(
     _write_text(path, "summary.md", markdown)
     print(markdown, file=out)
     return StudyRun(path, outcomes, table)
+
+
+def tracking_callback(study: Study, profile: str, name: str, trials: list[Trial], uri: str) -> Any:
+    """The MLflow callback for this launch, its parent run tagged with provenance."""
+    import platform as python_platform
+    import subprocess
+
+    import torch
+
+    from .. import __version__
+    from ..tracking.callback import MLflowTracking
+    from ..tracking.store import artifact_location
+
+    try:  # the commit of reslab's own source (not of the working directory); "unknown" when not in a checkout
+        source = str(Path(__file__).resolve().parent)
+        found = subprocess.run(["git", "-C", source, "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+        commit = found.stdout.strip()
+    except OSError:
+        commit = ""
+    tags = {
+        "git_commit": commit or "unknown",
+        "profile": profile,
+        "reslab_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": python_platform.python_version(),
+        "command": " ".join(sys.argv),
+        "study": study.name,
+    }
+    definition = {
+        "study": study.name,
+        "title": study.title,
+        "profile": profile,
+        "trials": [{"label": t.label, "seed": t.seed, "config": t.config.to_dict()} for t in trials],
+    }
+    return MLflowTracking(uri, name, tags, definition, artifact_location(uri))
 
 
 def _resources_fn(cluster_gpus: float, gpus_per_trial: float | None) -> Callable[[dict], Any]:
@@ -281,6 +315,7 @@ def _new_tuner(
     storage: str,
     max_concurrent: int | None,
     gpus: float,
+    tracking: Any,
 ) -> Any:
     """A Tuner over the study's grid, or, for a search study, over Optuna's samples with ASHA stopping."""
     from ray import tune
@@ -307,6 +342,7 @@ def _new_tuner(
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[tracking],
             verbose=1,
         ),
     )
