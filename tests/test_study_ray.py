@@ -198,27 +198,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def alive_nodes(address: str, env: dict[str, str]) -> int:
+    """How many live nodes the cluster at `address` has (0 when it does not answer)."""
+    probe = "import ray; ray.init(); print(sum(n['Alive'] for n in ray.nodes()))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "RAY_ADDRESS": address},
+        check=False,
+    )
+    return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else 0
+
+
 def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
     ray = str(Path(sys.executable).with_name("ray"))
     address = f"127.0.0.1:{free_port()}"
     env = study_env(RAY_AUTH_MODE="token")  # token authentication, Ray's default for clusters now
+    nodes = []
 
     def ray_start(*args: str) -> None:
-        node = [ray, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "1"]
-        done = subprocess.run(
-            [*node, "--disable-usage-stats", *args], capture_output=True, text=True, timeout=120, env=env, check=False
+        """A raylet in the foreground (--block) of its own process group, so the test stops exactly its own
+        nodes; `ray stop` would end every Ray instance on the machine, a developer's running studies too."""
+        node = [ray, "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "1"]
+        nodes.append(
+            subprocess.Popen(
+                [*node, "--disable-usage-stats", *args],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         )
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
     try:
         ray_start("--head", "--port", address.split(":")[1], "--include-dashboard", "false")
+        wait_for(lambda: alive_nodes(address, env) == 1, 120, "the head node")
         ray_start("--address", address)  # a second raylet: the worker node
+        wait_for(lambda: alive_nodes(address, env) == 2, 120, "the worker node to join")
         settings = {"model": "cifar_resnet20", "iterations": 40, "eval_every": 20, "batch_size": 32}
         script = write_study(tmp_path, "two_nodes", "grid(lr=[0.1, 0.05, 0.02, 0.01])", settings)
         done = run(script, "--storage", str(tmp_path), env={**env, "RAY_ADDRESS": address})
         assert done.returncode == 0, done.stderr[-3000:]
     finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, check=False)
+        for node in reversed(nodes):
+            os.killpg(node.pid, signal.SIGTERM)
+        for node in nodes:
+            try:
+                node.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
     trials = results(tmp_path / "two_nodes-smoke")
     assert len(trials) == 4
     assert len({lines[-1]["node_id"] for lines in trials.values()}) == 2  # trials ran on both nodes
