@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -163,11 +164,31 @@ def _storage_uri(storage: str | os.PathLike) -> str:
 
 
 def _init_ray() -> None:
-    """Join the cluster named by RAY_ADDRESS (or the local one `ray start` made), else start Ray here."""
+    """Join the cluster named by RAY_ADDRESS, else the one `ray start` made on this machine if it still
+    answers (how `ray submit` runs a study on the head), else start a Ray here.
+
+    Ray itself would try the address file a `ray start` left behind even when that cluster is gone and
+    wait for it; a local study must not hang on a stale file.
+    """
     import ray
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS") or _live_local_cluster()
+    ray.init(address=address or "local", include_dashboard=False, log_to_driver=True, configure_logging=False)
+
+
+def _live_local_cluster() -> str | None:
+    """The address of the cluster `ray start` last started on this machine, if it accepts connections."""
+    try:
+        from ray._common.utils import get_ray_address_file
+
+        address = Path(get_ray_address_file(None)).read_text().strip()
+        host, port = address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=2):
+            return address
+    except (OSError, ValueError, ImportError):
+        return None
 
 
 def _outcome(result: Any, searching: bool) -> TrialOutcome:
