@@ -26,7 +26,7 @@ from ..models import get_model_info
 from ..tracking import check_reachable, resolve_tracking_uri
 from ..training import TrainConfig, TrainingDiverged, build_trainer
 from ..training.responses import layer_responses
-from .data_parallel import train_data_parallel
+from .data_parallel import TRIAL_CHECKPOINT, train_data_parallel
 from .spec import Study, Trial, trial_label, variant_label
 from .summary import (
     TrialOutcome,
@@ -38,7 +38,6 @@ from .summary import (
     to_markdown,
 )
 
-TRIAL_CHECKPOINT = "checkpoint.pt"
 MAX_FAILURES = 3  # retries of a trial from its last checkpoint after a worker or node is lost
 COORDINATOR_MEMORY = 256 * 2**20  # bytes reserved for a data-parallel trial's coordinating function
 
