@@ -298,16 +298,19 @@ def test_a_data_parallel_trial_trains_on_two_gloo_workers(tmp_path: Path) -> Non
     script = write_study(
         tmp_path,
         "data_parallel",
-        "grid(lr=[0.1])",
+        "grid(lr=[0.1, 1e6])",
         {"model": "cifar_resnet20", "iterations": 20, "eval_every": 10, "batch_size": 32},
     )
     done = run(script, "--storage", str(tmp_path), "--data-parallel", "2")
     assert done.returncode == 0, done.stderr[-3000:]
-    (lines,) = results(tmp_path / "data_parallel-smoke").values()
-    assert [r["iteration"] for r in lines] == [10, 20]
-    assert all(r["world_size"] == 2 and r["replica_spread"] == 0.0 for r in lines)  # DDP kept replicas identical
-    assert 0 <= lines[-1]["test_error"] <= 1
-    assert summary(tmp_path / "data_parallel-smoke").loc["lr=0.1", "n"] == 1
+    trained, diverged = (lines for name, lines in sorted(results(tmp_path / "data_parallel-smoke").items()))
+    assert [r["iteration"] for r in trained] == [10, 20]
+    assert all(r["world_size"] == 2 and r["replica_spread"] == 0.0 for r in trained)  # DDP kept replicas identical
+    assert 0 <= trained[-1]["test_error"] <= 1
+    assert diverged[-1]["diverged"] and "training loss became" in diverged[-1]["diverged_reason"]
+    table = summary(tmp_path / "data_parallel-smoke")
+    assert table.loc["lr=0.1", "n"] == 1
+    assert table.loc["lr=1000000.0", "diverged"] == 1 and table.loc["lr=1000000.0", "n"] == 0
 
 
 def test_a_real_mlflow_server_receives_the_study(tmp_path: Path) -> None:

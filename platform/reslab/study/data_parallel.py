@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..distributed import Shard
-from ..training import build_trainer
+from ..training import TrainingDiverged, build_trainer
 
 TRIAL_CHECKPOINT = "checkpoint.pt"
 
@@ -37,7 +37,7 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    from .runner import trial_config
+    from .runner import diverged_metrics, trial_config
 
     config = trial_config(loop_config["params"])
     trainer = build_trainer(config, device=ray.train.torch.get_device())
@@ -63,7 +63,11 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
                 saved = ray.train.Checkpoint.from_directory(folder)
             ray.train.report(metrics, checkpoint=saved)
 
-    trainer.run(report)
+    try:
+        trainer.run(report)
+    except TrainingDiverged as error:
+        # the loss is summed over the group, so every worker diverges at the same iteration and reports it
+        ray.train.report({**diverged_metrics(trainer.iteration, error), **loop_config["extra"]})
 
 
 def train_data_parallel(params: dict[str, Any], extra: dict[str, Any], storage: str, max_failures: int) -> None:

@@ -108,10 +108,15 @@ def train_trial(params: dict[str, Any]) -> None:
             # restored from the final checkpoint of a trial whose end the driver did not record
             tune.report({**trainer.history[-1].as_dict(), **extra, "diverged": False})
     except TrainingDiverged as error:
-        # NaN errors: no number pretends the net was evaluated, and ASHA / Optuna treat the trial as failed
-        nan = float("nan")
-        metrics = {"iteration": trainer.iteration, "train_error": nan, "test_error": nan}
-        tune.report({**metrics, **extra, "diverged": True, "diverged_reason": str(error)})
+        tune.report({**diverged_metrics(trainer.iteration, error), **extra})
+
+
+def diverged_metrics(iteration: int, error: TrainingDiverged) -> dict[str, Any]:
+    """The last report of a diverged trial. NaN errors: no number pretends the net was evaluated, and
+    ASHA / Optuna treat the trial as failed."""
+    nan = float("nan")
+    reason = str(error)
+    return {"iteration": iteration, "train_error": nan, "test_error": nan, "diverged": True, "diverged_reason": reason}
 
 
 @dataclass(frozen=True)
