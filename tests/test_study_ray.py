@@ -367,3 +367,68 @@ def _answers(check, uri: str) -> bool:
     except ConnectionError:
         return False
     return True
+
+
+def test_a_study_registers_its_best_nets_and_a_pulled_net_predicts_as_trained(
+    cifar_subset: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from reslab.data import load_cifar10
+    from reslab.data.stream import Normalizer
+    from reslab.models import load
+    from reslab.tracking.registry import model_from_checkpoint
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = {"model": "cifar_resnet20", "iterations": 24, "eval_every": 12, "batch_size": 32}
+    first = write_study(tmp_path, "shortcuts", "grid(shortcut=['A', 'B'])", settings)
+    second = write_study(tmp_path, "again", "grid(shortcut=['A'])", {**settings, "lr": 0.05})
+    for script in (first, second):
+        done = run(script, "--storage", str(tmp_path), "--data-dir", str(cifar_subset), "--tracking-uri", uri)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "registered models:/cifar10-cifar_resnet20-A/2 (alias @best)" in done.stdout
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri, registry_uri=uri)
+    assert client.get_registered_model("cifar10-cifar_resnet20-A").aliases == {"best": 2}
+    assert client.get_registered_model("cifar10-cifar_resnet20-B").aliases == {"best": 1}
+    version = client.get_model_version_by_alias("cifar10-cifar_resnet20-A", "best")
+    run_ = client.get_run(version.run_id)
+    assert version.tags["study"] == "again" and run_.info.run_name == "A-seed0"
+    assert float(version.tags["test_error"]) == run_.data.metrics["test_error"]
+
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("reslab")), "models", "list", "--tracking-uri", uri],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "cifar10-cifar_resnet20-A" in listed and "cifar10-cifar_resnet20-B" in listed and "best" in listed
+    subprocess.run(
+        [
+            str(Path(sys.executable).with_name("reslab")),
+            "models",
+            "pull",
+            "cifar10-cifar_resnet20-A@best",
+            "--out",
+            str(tmp_path / "pulled"),
+            "--tracking-uri",
+            uri,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    # the net as trained: the trial's final checkpoint in Ray's storage, which the run points to
+    trained, spec = model_from_checkpoint(Path(run_.data.tags["reslab.checkpoint"]) / "checkpoint.pt")
+    splits = load_cifar10(cifar_subset)
+    images = Normalizer(splits.train, spec.normalization)(splits.test.images[:256])
+    expected = trained(images)
+    for pulled in (
+        load("models:/cifar10-cifar_resnet20-A@best", tracking_uri=uri),
+        load(tmp_path / "pulled" / "model"),
+    ):
+        assert torch.equal(pulled(images), expected)
+        assert torch.equal(pulled(images).argmax(1), expected.argmax(1))

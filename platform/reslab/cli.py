@@ -12,7 +12,7 @@ from .data import DatasetNotFoundError
 from .models import complexity, create_model, get_model_info, list_models
 from .training import CheckpointError, Report, TrainConfig, TrainingDiverged, build_trainer, paper_recipe
 
-USER_ERRORS = (ValueError, DatasetNotFoundError, CheckpointError, TrainingDiverged)
+USER_ERRORS = (ValueError, LookupError, ConnectionError, DatasetNotFoundError, CheckpointError, TrainingDiverged)
 
 
 def _add_train_parser(commands: argparse._SubParsersAction) -> None:
@@ -104,7 +104,11 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_models(_: argparse.Namespace) -> int:
+def run_models(args: argparse.Namespace) -> int:
+    return {"zoo": run_zoo, "list": run_registered, "pull": run_pull}[args.action or "zoo"](args)
+
+
+def run_zoo(_: argparse.Namespace) -> int:
     print(f"{'model':<18} {'family':<9} {'shortcut':<9} {'params':>12} {'mult-adds':>10}")
     for name in list_models():
         info = get_model_info(name)
@@ -113,6 +117,43 @@ def run_models(_: argparse.Namespace) -> int:
             f"{name:<18} {info.family:<9} {info.default_shortcut or '-':<9} {size.parameters:>12,} "
             f"{size.multiply_adds / 1e9:>9.3f}G"
         )
+    return 0
+
+
+def run_registered(args: argparse.Namespace) -> int:
+    """The registry: every model with its versions, aliases and the test error each version was registered with."""
+    from mlflow import MlflowClient
+
+    from .tracking import check_reachable, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_reachable(uri)
+    client = MlflowClient(uri, registry_uri=uri)
+    models = client.search_registered_models()
+    if not models:
+        print(f"no registered models in {uri}; a finished study registers the best net of each configuration")
+        return 0
+    print(f"{'name':<36} {'version':>7}  {'aliases':<10} {'test err':>8}  study")
+    for model in sorted(models, key=lambda m: m.name):
+        aliases = client.get_registered_model(model.name).aliases  # alias -> version
+        versions = client.search_model_versions(f"name = '{model.name}'")
+        for version in sorted(versions, key=lambda v: int(v.version)):
+            error = version.tags.get("test_error")
+            shown = f"{100 * float(error):7.2f}%" if error else "       -"
+            named = ",".join(a for a, v in sorted(aliases.items()) if str(v) == str(version.version)) or "-"
+            print(
+                f"{model.name:<36} {version.version:>7}  {named:<10} {shown}  "
+                f"{version.tags.get('study', '-')}"
+            )
+    return 0
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    from .tracking.registry import download
+
+    folder = download(args.name, args.out, args.tracking_uri)
+    print(f"pulled {args.name} into {folder}")
+    print(f'load it with: reslab.models.load("{folder}")')
     return 0
 
 
@@ -135,7 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reslab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(commands)
-    commands.add_parser("models", help="list the registered nets with parameters and multiply-adds")
+    models = commands.add_parser("models", help="the model zoo (default), the trained-model registry, pulling a model")
+    actions = models.add_subparsers(dest="action")
+    actions.add_parser("zoo", help="list the architectures with parameters and multiply-adds (the default)")
+    listing = actions.add_parser("list", help="list trained nets registered by studies: versions, aliases, errors")
+    pull = actions.add_parser("pull", help="download a registered net's model folder")
+    pull.add_argument("name", help="NAME (= NAME@best), NAME@ALIAS or NAME/VERSION, optionally as models:/…")
+    pull.add_argument("--out", type=Path, required=True, help="folder to download into")
+    for action in (listing, pull):
+        action.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
     bench = commands.add_parser("bench", help="training images/s of reslab's loop vs a DataLoader reference")
     bench.add_argument("--models", nargs="+", default=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110"])
     bench.add_argument("--iterations", type=int, default=20, help="timed iterations per loop")

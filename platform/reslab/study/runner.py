@@ -270,6 +270,7 @@ def run_study(
         )
     results = tuner.fit()
     outcomes = [_outcome(result, study.search is not None) for result in results]
+    _register_models(tracking_uri, name, results, {"study": study.name, "profile": profile}, out)
     if study.search is None:
         table = summarize(outcomes, study.paper, order=[variant_label(v) for v in study.variants])
         markdown = to_markdown(table, f"{study.title} — profile {profile}")
@@ -284,6 +285,20 @@ def run_study(
     _write_text(path, "summary.md", markdown)
     print(markdown, file=out)
     return StudyRun(path, outcomes, table)
+
+
+def _register_models(uri: str, experiment: str, results: Any, tags: dict[str, str], out: TextIO) -> None:
+    """Register each configuration's best net; a registry failure is reported, the results stay."""
+    from ..tracking.registry import register_study_models
+
+    trial_ids = [r.metrics.get("trial_id") for r in results if r.metrics]
+    try:
+        versions = register_study_models(uri, experiment, trial_ids, {**tags, "experiment": experiment})
+    except Exception as error:  # the study's results are already saved; say what failed
+        print(f"models not registered: {type(error).__name__}: {error}".splitlines()[0], file=out)
+        return
+    for registered, version in versions.items():
+        print(f"registered models:/{registered}/{version} (alias @best)", file=out)
 
 
 def tracking_callback(study: Study, profile: str, name: str, trials: list[Trial], uri: str) -> Any:

@@ -10,7 +10,9 @@ id and skips steps already logged: one run per trial, each step once.
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -98,9 +100,15 @@ class MLflowTracking(Callback):
             self._last_step[run_id] = max((m.step for m in history), default=0)
         else:
             from ..study.spec import trial_label
+            from .registry import registered_name
 
             label, seed = trial_label(trial.config), trial.config["trial"]["seed"]
-            tags = {TRIAL_TAG: trial.trial_id, "mlflow.parentRunId": self._parent, "reslab.variant": label}
+            tags = {
+                TRIAL_TAG: trial.trial_id,
+                "mlflow.parentRunId": self._parent,
+                "reslab.variant": label,
+                "reslab.registered_name": registered_name(trial.config["trial"]["config"]),
+            }
             run_id = self.client.create_run(self._experiment_id, tags=tags, run_name=f"{label}-seed{seed}").info.run_id
             self._log_params(run_id, trial.config)
             self._last_step[run_id] = 0
@@ -136,7 +144,24 @@ class MLflowTracking(Callback):
         result = trial.last_result or {}
         if result.get("diverged"):
             self.client.set_tag(run_id, "diverged", result.get("diverged_reason", "true"))
+        elif trial.checkpoint is not None:
+            self._log_model(run_id, trial.checkpoint)
         self.client.set_terminated(run_id, "FINISHED")
+
+    def _log_model(self, run_id: str, checkpoint: Any) -> None:
+        """Log the trial's final net into its run. A failure here is reported on the run and the console
+        but does not stop the study: the checkpoint stays in Ray's storage."""
+        from ..study.data_parallel import TRIAL_CHECKPOINT
+        from .registry import log_trial_model
+
+        try:
+            with checkpoint.as_directory() as folder:
+                log_trial_model(self.client, run_id, Path(folder) / TRIAL_CHECKPOINT)
+            self.client.set_tag(run_id, "reslab.checkpoint", checkpoint.path)
+        except Exception as error:  # any failure to log a model must not end the study
+            message = f"{type(error).__name__}: {error}".splitlines()[0]
+            self.client.set_tag(run_id, "reslab.model_error", message)
+            print(f"could not log the model of run {run_id}: {message}", file=sys.stderr)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.client.set_terminated(self._run_for(trial), "FAILED")

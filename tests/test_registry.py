@@ -1,0 +1,118 @@
+"""The model registry on a real MLflow SQLite store: names, logging, registering, safe loading."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from reslab.models import create_model, load
+from reslab.tracking.registry import (
+    MODEL_TAG,
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    ModelNotFound,
+    ModelSpec,
+    load_folder,
+    log_trial_model,
+    register_best,
+    registered_name,
+)
+from reslab.training import CheckpointError
+from reslab.training.checkpoint import save_checkpoint
+
+
+def test_registered_names_follow_dataset_model_shortcut() -> None:
+    assert registered_name({"dataset": "cifar10", "model": "cifar_resnet110", "shortcut": None}) == (
+        "cifar10-cifar_resnet110-A"
+    )
+    assert registered_name({"dataset": "cifar10", "model": "cifar_resnet20", "shortcut": "B"}) == (
+        "cifar10-cifar_resnet20-B"
+    )
+    assert registered_name({"dataset": "imagenet", "model": "resnet34", "shortcut": None}) == "imagenet-resnet34-B"
+    plain = {"dataset": "cifar10", "model": "cifar_plain20", "shortcut": None}
+    assert registered_name(plain) == "cifar10-cifar_plain20"  # a plain net has no shortcut to name
+
+
+def _trained_checkpoint(path: Path, shortcut: str, seed: int) -> torch.nn.Module:
+    """A net with non-default weights and BN statistics, saved as a trial checkpoint with its config."""
+    torch.manual_seed(seed)
+    model = create_model("cifar_resnet20", shortcut=shortcut)
+    with torch.no_grad():
+        model(torch.randn(16, 3, 32, 32))  # train-mode pass: moves the BN running statistics
+    config = {"model": "cifar_resnet20", "dataset": "cifar10", "shortcut": shortcut, "normalization": "pixel_mean"}
+    save_checkpoint(path, {"model": model.state_dict(), "config": config})
+    return model.eval()
+
+
+def _run(client, experiment_id: str, name: str, test_error: float, checkpoint: Path):
+    run = client.create_run(experiment_id, tags={"reslab.registered_name": name})
+    client.log_metric(run.info.run_id, "test_error", test_error, step=10)
+    log_trial_model(client, run.info.run_id, checkpoint)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return client.get_run(run.info.run_id)
+
+
+def test_the_best_run_is_registered_and_loads_back_predicting_exactly_the_same(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    experiment = client.create_experiment("registry", artifact_location=(tmp_path / "artifacts").as_uri())
+    worse = _trained_checkpoint(tmp_path / "worse.pt", "A", seed=1)
+    better = _trained_checkpoint(tmp_path / "better.pt", "A", seed=2)
+    runs = [
+        _run(client, experiment, "cifar10-cifar_resnet20-A", 0.40, tmp_path / "worse.pt"),
+        _run(client, experiment, "cifar10-cifar_resnet20-A", 0.30, tmp_path / "better.pt"),
+    ]
+    assert all(r.data.tags[MODEL_TAG] == "cifar_resnet20" for r in runs)
+
+    assert register_best(client, runs, {"study": "s"}) == {"cifar10-cifar_resnet20-A": "1"}
+    version = client.get_model_version_by_alias("cifar10-cifar_resnet20-A", "best")
+    assert version.run_id == runs[1].info.run_id and version.tags["test_error"] == "0.3"
+
+    images = torch.randn(8, 3, 32, 32)
+    pulled = load("models:/cifar10-cifar_resnet20-A@best", tracking_uri=uri)
+    assert not pulled.training
+    assert torch.equal(pulled(images), better(images))
+    assert not torch.equal(pulled(images), worse(images))
+    import mlflow.pytorch  # MLflow's own loader reads the same version (its torch.export program), any batch size
+
+    assert torch.allclose(mlflow.pytorch.load_model(version.source)(images), better(images), atol=1e-5)
+
+    # a second registration of the same configuration moves `best` to the new version
+    assert register_best(client, runs[:1], {"study": "t"}) == {"cifar10-cifar_resnet20-A": "2"}
+    assert torch.equal(load("models:/cifar10-cifar_resnet20-A@best", tracking_uri=uri)(images), worse(images))
+    assert torch.equal(load("models:/cifar10-cifar_resnet20-A/1", tracking_uri=uri)(images), better(images))
+
+    with pytest.raises(ModelNotFound, match="registered: cifar10-cifar_resnet20-A"):
+        load("models:/cifar10-cifar_resnet56-A@best", tracking_uri=uri)
+
+
+class _Payload:
+    """Unpickling this would create a file: the proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_loading_never_executes_pickled_code(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    spec = ModelSpec("cifar_resnet20", "A", None, 10, (3, 32, 32), "pixel_mean")
+    (folder / SPEC_FILE).write_text(spec.to_json())
+    marker = tmp_path / "code-ran"
+    torch.save({"conv1.weight": _Payload(marker)}, folder / WEIGHTS_FILE)
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_folder(folder)
+    assert not marker.exists()
+
+
+def test_a_folder_without_reslab_files_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not a reslab model folder"):
+        load_folder(tmp_path)
