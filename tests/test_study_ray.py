@@ -3,6 +3,7 @@ driver, and a two-node cluster made with `ray start`. Every test runs the study 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
+from reslab.tracking.callback import METRICS
 
 pytestmark = pytest.mark.slow
 
@@ -274,6 +276,27 @@ def test_layer_responses_study_writes_fig7_data(tmp_path: Path) -> None:
     assert (responses["std"] > 0).all()
     assert "Layer responses" in (tmp_path / "layer_responses-smoke" / "summary.md").read_text()
 
+    # the same table is an artifact of each trial's MLflow run (default store: runs/ in the working directory)
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("layer_responses-smoke").experiment_id
+    trial_runs = [r for r in client.search_runs([experiment]) if "ray.trial_id" in r.data.tags]
+    assert len(trial_runs) == 5
+    for trial_run in trial_runs:
+        path = download_artifacts(
+            run_id=trial_run.info.run_id,
+            artifact_path="layer_responses.csv",
+            dst_path=str(tmp_path / "dl"),
+            tracking_uri=uri,
+        )
+        logged = pd.read_csv(path)
+        variant = trial_run.data.tags["reslab.variant"]
+        expected = responses.loc[responses["variant"] == variant, "std"].to_numpy()
+        assert len(logged) == layers[variant] and (logged["std"].to_numpy() == expected).all()
+
 
 @pytest.mark.parametrize("name", ["cifar_depth", "imagenet_depth"])
 def test_depth_studies_run_their_smoke_profile(name: str, tmp_path: Path) -> None:
@@ -432,3 +455,25 @@ def test_a_study_registers_its_best_nets_and_a_pulled_net_predicts_as_trained(
     ):
         assert torch.equal(pulled(images), expected)
         assert torch.equal(pulled(images).argmax(1), expected.argmax(1))
+
+
+def test_eight_trials_lose_no_metric_row_in_the_local_store(tmp_path: Path) -> None:
+    """8 trials into the default SQLite store (as many at a time as the CPUs allow; the driver is the one
+    writer): every reported metric value is exactly one row."""
+    import sqlite3
+
+    settings = {"model": "cifar_resnet20", "iterations": 24, "eval_every": 6, "batch_size": 16}
+    script = write_study(tmp_path, "eight", "grid(lr=[0.1, 0.09, 0.08, 0.07, 0.06, 0.05, 0.04, 0.03])", settings)
+    done = run(script, "--storage", str(tmp_path), "--max-concurrent-trials", "8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    reported = sum(
+        sum(isinstance(r.get(k), int | float) for k in METRICS for r in lines)
+        for lines in results(tmp_path / "eight-smoke").values()
+    )
+    with contextlib.closing(sqlite3.connect(tmp_path / "runs" / "mlflow.db")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        rows = db.execute("SELECT count(*) FROM metrics").fetchone()[0]
+        steps = db.execute("SELECT count(DISTINCT run_uuid || key || step) FROM metrics").fetchone()[0]
+    assert reported == 8 * 4 * len(METRICS)  # 4 reports per trial, each with all six metrics
+    assert rows == steps == reported
+    print(f"8 trials: {reported} metric values reported, {rows} rows in the store")

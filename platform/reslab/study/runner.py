@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from ..models import get_model_info
-from ..tracking import check_reachable, resolve_tracking_uri
+from ..tracking import check_reachable, prepare_store, resolve_tracking_uri
 from ..training import TrainConfig, TrainingDiverged, build_trainer
 from ..training.responses import layer_responses
 from .data_parallel import TRIAL_CHECKPOINT, train_data_parallel
@@ -240,6 +240,7 @@ def run_study(
     study.validate(profile, data_dir)
     tracking_uri = resolve_tracking_uri(tracking_uri)
     check_reachable(tracking_uri)  # a server that is down fails the launch before any trial starts
+    prepare_store(tracking_uri)
     trials = study.trials(profile, data_dir)
     storage_uri = _storage_uri(storage)
     name = experiment_name(study, profile)

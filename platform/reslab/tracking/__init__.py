@@ -1,5 +1,5 @@
 """Tracking in MLflow: the store, and the Tune callback that writes a study's runs into it."""
 
-from .store import TrackingUnavailable, check_reachable, resolve_tracking_uri
+from .store import TrackingUnavailable, check_reachable, prepare_store, resolve_tracking_uri
 
-__all__ = ["TrackingUnavailable", "check_reachable", "resolve_tracking_uri"]
+__all__ = ["TrackingUnavailable", "check_reachable", "prepare_store", "resolve_tracking_uri"]

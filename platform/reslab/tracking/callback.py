@@ -20,6 +20,7 @@ from ray.tune import Callback
 METRICS = ("train_error", "test_error", "train_loss", "test_loss", "lr", "images_per_second")
 TRIAL_TAG = "ray.trial_id"
 LAUNCH_TAG = "reslab.launch"
+RESPONSES_ARTIFACT = "layer_responses.csv"
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -146,6 +147,9 @@ class MLflowTracking(Callback):
             self.client.set_tag(run_id, "diverged", result.get("diverged_reason", "true"))
         elif trial.checkpoint is not None:
             self._log_model(run_id, trial.checkpoint)
+        if result.get("layer_responses"):  # Fig. 7: the std of each 3x3 layer's response, by layer index
+            rows = "".join(f"{layer},{std}\n" for layer, std in enumerate(result["layer_responses"], start=1))
+            self.client.log_text(run_id, "layer,std\n" + rows, RESPONSES_ARTIFACT)
         self.client.set_terminated(run_id, "FINISHED")
 
     def _log_model(self, run_id: str, checkpoint: Any) -> None:

@@ -6,7 +6,9 @@ message naming it instead of losing results later.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,6 +28,17 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
         return chosen
     DEFAULT_STORE.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{DEFAULT_STORE.resolve()}"
+
+
+def prepare_store(uri: str) -> str:
+    """Put a local SQLite store in WAL mode (a setting kept in the file): the dashboard and `mlflow ui`
+    can then read while a study writes, and a reader never makes a write fail as "database is locked"."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+    return uri
 
 
 def artifact_location(uri: str) -> str | None:
