@@ -336,9 +336,9 @@ def test_a_data_parallel_trial_trains_on_two_gloo_workers(tmp_path: Path) -> Non
     assert table.loc["lr=1000000.0", "diverged"] == 1 and table.loc["lr=1000000.0", "n"] == 0
 
 
-def test_a_real_mlflow_server_receives_the_study(tmp_path: Path) -> None:
-    port = free_port()
-    server = subprocess.Popen(
+def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
+    """A real `mlflow server` on 127.0.0.1 with its store in `folder`, in its own process group."""
+    return subprocess.Popen(
         [
             str(Path(sys.executable).with_name("mlflow")),
             "server",
@@ -347,9 +347,9 @@ def test_a_real_mlflow_server_receives_the_study(tmp_path: Path) -> None:
             "--port",
             str(port),
             "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
+            f"sqlite:///{folder / 'server.db'}",
             "--artifacts-destination",
-            str(tmp_path / "artifacts"),
+            str(folder / "artifacts"),
             "--workers",
             "1",
         ],
@@ -357,6 +357,16 @@ def test_a_real_mlflow_server_receives_the_study(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def stop(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+def test_a_real_mlflow_server_receives_the_study(tmp_path: Path) -> None:
+    port = free_port()
+    server = start_mlflow_server(tmp_path, port)
     uri = f"http://127.0.0.1:{port}"
     try:
         from reslab.tracking import check_reachable
@@ -380,8 +390,7 @@ def test_a_real_mlflow_server_receives_the_study(tmp_path: Path) -> None:
         assert run0.data.params["recipe.lr"] == "0.05" and run0.data.params["model"] == "cifar_resnet20"
         assert run0.info.status == "FINISHED" and 0 <= run0.data.metrics["test_error"] <= 1
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server)
 
 
 def _answers(check, uri: str) -> bool:
@@ -477,3 +486,77 @@ def test_eight_trials_lose_no_metric_row_in_the_local_store(tmp_path: Path) -> N
     assert reported == 8 * 4 * len(METRICS)  # 4 reports per trial, each with all six metrics
     assert rows == steps == reported
     print(f"8 trials: {reported} metric values reported, {rows} rows in the store")
+
+
+def test_a_server_lost_mid_study_loses_no_result(tmp_path: Path) -> None:
+    """The server dies after the first reports: the study finishes, says how to sync, and after the server
+    is back `reslab tracking sync` delivers every missing step once, closes the runs and registers the nets."""
+    from mlflow import MlflowClient
+
+    from reslab.tracking import check_reachable
+
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_mlflow_server(tmp_path, port)
+    try:
+        wait_for(lambda: _answers(check_reachable, uri), 120, "the MLflow server to answer")
+        settings = {"model": "cifar_resnet20", "iterations": 120, "eval_every": 6, "batch_size": 16}
+        script = write_study(tmp_path, "lost", "grid(lr=[0.1, 0.05])", settings)
+        study = subprocess.Popen(
+            [sys.executable, str(script), "--storage", str(tmp_path), "--tracking-uri", uri],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=study_env(),
+            cwd=tmp_path,
+        )
+
+        def first_report_logged() -> bool:
+            client = MlflowClient(uri)
+            found = client.get_experiment_by_name("lost-smoke")
+            runs = client.search_runs([found.experiment_id]) if found else []
+            return any("test_error" in r.data.metrics for r in runs)
+
+        wait_for(first_report_logged, 300, "the first report to reach the server")
+        stop(server)
+        stdout, stderr = study.communicate(timeout=600)
+        assert study.returncode == 0, stderr[-3000:]
+        assert "stopped answering" in stderr and f"reslab tracking sync {tmp_path / 'lost-smoke'}" in stdout
+        _, partial = tracked_runs_offline(tmp_path / "server.db", "lost-smoke")
+        assert all(len(steps) < 20 for steps in partial.values())  # the server really missed reports
+
+        server = start_mlflow_server(tmp_path, port)
+        wait_for(lambda: _answers(check_reachable, uri), 120, "the MLflow server to answer again")
+        reslab = str(Path(sys.executable).with_name("reslab"))
+        synced = subprocess.run(
+            [reslab, "tracking", "sync", str(tmp_path / "lost-smoke"), "--tracking-uri", uri],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert synced.returncode == 0, synced.stderr[-3000:]
+        _, children = tracked_runs(uri, "lost-smoke")
+        assert children == {"lr=0.1-seed0": list(range(6, 121, 6)), "lr=0.05-seed0": list(range(6, 121, 6))}
+        client = MlflowClient(uri)
+        runs = client.search_runs(
+            [client.get_experiment_by_name("lost-smoke").experiment_id], "tags.`ray.trial_id` != ''"
+        )
+        assert {r.info.status for r in runs} == {"FINISHED"} and all("reslab.model" in r.data.tags for r in runs)
+        assert {k: str(v) for k, v in client.get_registered_model("synthetic-cifar_resnet20-A").aliases.items()} == {
+            "best": "1"
+        }
+        again = subprocess.run(
+            [reslab, "tracking", "sync", str(tmp_path / "lost-smoke"), "--tracking-uri", uri],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "0 runs created, 0 missing steps logged, 0 runs closed" in again.stdout  # idempotent
+    finally:
+        if server.poll() is None:
+            stop(server)
+
+
+def tracked_runs_offline(db: Path, experiment: str) -> tuple[list, dict[str, list[int]]]:
+    """The same view as `tracked_runs`, read from a stopped server's SQLite file."""
+    return tracked_runs(f"sqlite:///{db}", experiment)

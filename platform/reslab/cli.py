@@ -141,10 +141,7 @@ def run_registered(args: argparse.Namespace) -> int:
             error = version.tags.get("test_error")
             shown = f"{100 * float(error):7.2f}%" if error else "       -"
             named = ",".join(a for a, v in sorted(aliases.items()) if str(v) == str(version.version)) or "-"
-            print(
-                f"{model.name:<36} {version.version:>7}  {named:<10} {shown}  "
-                f"{version.tags.get('study', '-')}"
-            )
+            print(f"{model.name:<36} {version.version:>7}  {named:<10} {shown}  {version.tags.get('study', '-')}")
     return 0
 
 
@@ -154,6 +151,24 @@ def run_pull(args: argparse.Namespace) -> int:
     folder = download(args.name, args.out, args.tracking_uri)
     print(f"pulled {args.name} into {folder}")
     print(f'load it with: reslab.models.load("{folder}")')
+    return 0
+
+
+def run_tracking_sync(args: argparse.Namespace) -> int:
+    """Deliver a study's results to MLflow after the store was away, then register its best nets."""
+    from .tracking import check_reachable, resolve_tracking_uri
+    from .tracking.registry import register_study_models
+    from .tracking.sync import sync_experiment
+
+    folder = args.folder.resolve()
+    if not (folder / "grid.json").is_file():
+        raise ValueError(f"{folder} is not a study's experiment folder (no grid.json); e.g. runs/NAME-PROFILE")
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_reachable(uri)
+    print(sync_experiment(folder, uri))
+    trial_ids = [json.loads(p.read_text().splitlines()[-1])["trial_id"] for p in sorted(folder.glob("*/result.json"))]
+    for name, version in register_study_models(uri, folder.name, trial_ids, {"experiment": folder.name}).items():
+        print(f"registered models:/{name}/{version} (alias @best)")
     return 0
 
 
@@ -185,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--out", type=Path, required=True, help="folder to download into")
     for action in (listing, pull):
         action.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
+    tracking = commands.add_parser("tracking", help="MLflow tracking of studies")
+    tracking_actions = tracking.add_subparsers(dest="action", required=True)
+    sync = tracking_actions.add_parser("sync", help="deliver a study's results that MLflow missed (store was down)")
+    sync.add_argument(
+        "folder", type=Path, help="the study's experiment folder, e.g. runs/plain_vs_residual_cifar10-quick"
+    )
+    sync.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
     bench = commands.add_parser("bench", help="training images/s of reslab's loop vs a DataLoader reference")
     bench.add_argument("--models", nargs="+", default=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110"])
     bench.add_argument("--iterations", type=int, default=20, help="timed iterations per loop")
@@ -196,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": run_train, "models": run_models, "bench": run_bench}
+COMMANDS = {"train": run_train, "models": run_models, "tracking": run_tracking_sync, "bench": run_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

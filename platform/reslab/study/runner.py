@@ -271,7 +271,8 @@ def run_study(
         )
     results = tuner.fit()
     outcomes = [_outcome(result, study.search is not None) for result in results]
-    _register_models(tracking_uri, name, results, {"study": study.name, "profile": profile}, out)
+    if _sync_tracking(path, tracking_uri, results, out):
+        _register_models(tracking_uri, name, results, {"study": study.name, "profile": profile}, out)
     if study.search is None:
         table = summarize(outcomes, study.paper, order=[variant_label(v) for v in study.variants])
         markdown = to_markdown(table, f"{study.title} — profile {profile}")
@@ -286,6 +287,29 @@ def run_study(
     _write_text(path, "summary.md", markdown)
     print(markdown, file=out)
     return StudyRun(path, outcomes, table)
+
+
+def _sync_tracking(path: str, uri: str, results: Any, out: TextIO) -> bool:
+    """Deliver to MLflow what it missed while it did not answer (nothing, normally). False when the store
+    still does not answer: the results stay in Ray's storage and the message says how to sync later."""
+    from ..tracking.sync import sync_experiment
+
+    if "://" in path and not path.startswith("file://"):
+        return True  # cloud storage: the callback's writes are all there is to check against
+    finished = {r.metrics["trial_id"]: r.error is None for r in results if r.metrics and "trial_id" in r.metrics}
+    try:
+        synced = sync_experiment(path.removeprefix("file://"), uri, finished)
+    except Exception as error:  # the store is still away; everything is in Ray's storage
+        reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        print(
+            f"MLflow store {uri} does not answer ({reason}): the study's results are complete in {path}; "
+            f"when the store is back run: reslab tracking sync {path} --tracking-uri {uri}",
+            file=out,
+        )
+        return False
+    if synced.steps_logged or synced.runs_created:
+        print(f"synced to MLflow what it missed: {synced}", file=out)
+    return True
 
 
 def _register_models(uri: str, experiment: str, results: Any, tags: dict[str, str], out: TextIO) -> None:

@@ -10,8 +10,10 @@ id and skips steps already logged: one run per trial, each step once.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ METRICS = ("train_error", "test_error", "train_loss", "test_loss", "lr", "images
 TRIAL_TAG = "ray.trial_id"
 LAUNCH_TAG = "reslab.launch"
 RESPONSES_ARTIFACT = "layer_responses.csv"
+RETRY_AFTER_S = 10.0  # while the store does not answer, how long writes are skipped before trying again
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -52,6 +55,9 @@ class MLflowTracking(Callback):
         self._parent = ""
         self._runs: dict[str, str] = {}  # trial id -> run id
         self._last_step: dict[str, int] = {}  # run id -> highest step logged
+        self.down_since: float | None = None  # when the store stopped answering (None: it answers)
+        self._last_try = 0.0
+        self.skipped_writes = 0
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its callbacks with the experiment; the client and run ids are rebuilt on restore."""
@@ -60,14 +66,31 @@ class MLflowTracking(Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._client, self._parent, self._runs, self._last_step = None, "", {}, {}
+        self.down_since, self._last_try, self.skipped_writes = None, 0.0, 0
 
     @property
     def client(self) -> Any:
         if self._client is None:
+            # a lost server must not stall the driver for minutes per call (MLflow's default: 7 retries with
+            # exponential backoff, 120 s timeout); a failed write is skipped and synced later instead
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
             from mlflow import MlflowClient
 
             self._client = MlflowClient(self.uri)
         return self._client
+
+    def attach(self) -> None:
+        """Find the experiment and its latest launch run, to write into them without starting a launch."""
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is None:
+            self.setup()
+            return
+        self._experiment_id = found.experiment_id
+        launches = self.client.search_runs(
+            [self._experiment_id], f"tags.{LAUNCH_TAG} = 'true'", order_by=["attributes.start_time DESC"], max_results=1
+        )
+        self._parent = launches[0].info.run_id if launches else ""
 
     def setup(self, **info: Any) -> None:
         """Find or create the experiment; start this launch's parent run; close parents a dead driver left open."""
@@ -89,14 +112,16 @@ class MLflowTracking(Callback):
         self._parent = parent.info.run_id
         self.client.log_text(self._parent, json.dumps(self.definition, indent=2, default=str), "study.json")
 
-    def _run_for(self, trial: Any) -> str:
-        """The trial's run: the one already tagged with its trial id (after a restore), else a new child run."""
+    def _run_for(self, trial: Any, reopen: bool = True) -> str:
+        """The trial's run: the one already tagged with its trial id (after a restore; RUNNING again
+        if `reopen`), else a new child run."""
         if trial.trial_id in self._runs:
             return self._runs[trial.trial_id]
         existing = self.client.search_runs([self._experiment_id], f"tags.`{TRIAL_TAG}` = '{trial.trial_id}'")
         if existing:
             run_id = existing[0].info.run_id
-            self.client.update_run(run_id, status="RUNNING")
+            if reopen:
+                self.client.update_run(run_id, status="RUNNING")
             history = self.client.get_metric_history(run_id, "test_error")
             self._last_step[run_id] = max((m.step for m in history), default=0)
         else:
@@ -125,10 +150,38 @@ class MLflowTracking(Callback):
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(run_id, params=items[start : start + 100])
 
+    def _guarded(self, write: Callable[[], None]) -> None:
+        """Run one write to the store. When the store stops answering, training goes on: the write is
+        skipped and counted (every result stays in Ray's storage, and `sync_experiment` delivers what
+        is missing when the store is back), and the store is tried again after `RETRY_AFTER_S`."""
+        if self.down_since is not None and time.monotonic() - self._last_try < RETRY_AFTER_S:
+            self.skipped_writes += 1
+            return
+        try:
+            write()
+        except Exception as error:  # any failure of the store must not stop the study
+            self._last_try = time.monotonic()
+            self.skipped_writes += 1
+            if self.down_since is None:
+                self.down_since = time.time()
+                reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                print(
+                    f"MLflow store {self.uri} stopped answering ({reason}); training goes on and results are "
+                    "kept in Ray's storage until it is back",
+                    file=sys.stderr,
+                )
+            return
+        if self.down_since is not None:
+            print(f"MLflow store {self.uri} answers again", file=sys.stderr)
+            self.down_since = None
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._run_for(trial)
+        self._guarded(lambda: self._run_for(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self._guarded(lambda: self.log_result(trial, result))
+
+    def log_result(self, trial: Any, result: dict) -> None:
         """Log the report's metrics at step = training iteration, once: replays after a restore are skipped."""
         from mlflow.entities import Metric
 
@@ -141,12 +194,15 @@ class MLflowTracking(Callback):
         self._last_step[run_id] = step
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._guarded(lambda: self.finish(trial, trial.last_result or {}, trial.checkpoint))
+
+    def finish(self, trial: Any, result: dict, checkpoint: Any) -> None:
+        """Close a finished trial's run: diverged tag, or its net logged; layer responses; FINISHED."""
         run_id = self._run_for(trial)
-        result = trial.last_result or {}
         if result.get("diverged"):
             self.client.set_tag(run_id, "diverged", result.get("diverged_reason", "true"))
-        elif trial.checkpoint is not None:
-            self._log_model(run_id, trial.checkpoint)
+        elif checkpoint is not None:
+            self._log_model(run_id, checkpoint)
         if result.get("layer_responses"):  # Fig. 7: the std of each 3x3 layer's response, by layer index
             rows = "".join(f"{layer},{std}\n" for layer, std in enumerate(result["layer_responses"], start=1))
             self.client.log_text(run_id, "layer,std\n" + rows, RESPONSES_ARTIFACT)
@@ -168,8 +224,14 @@ class MLflowTracking(Callback):
             print(f"could not log the model of run {run_id}: {message}", file=sys.stderr)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.client.set_terminated(self._run_for(trial), "FAILED")
+        self._guarded(lambda: self.client.set_terminated(self._run_for(trial), "FAILED"))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self._parent:
-            self.client.set_terminated(self._parent, "FINISHED")
+            self._guarded(lambda: self.client.set_terminated(self._parent, "FINISHED"))
+        if self.skipped_writes:
+            print(
+                f"MLflow store {self.uri}: {self.skipped_writes} writes were skipped while it did not answer; "
+                "the study syncs them from Ray's storage now (or run `reslab tracking sync` later)",
+                file=sys.stderr,
+            )
