@@ -135,6 +135,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        cwd=tmp_path,  # its default MLflow store: tmp_path/runs/mlflow.db
     )
     experiment = tmp_path / "worker_kill-smoke"
 
@@ -152,6 +153,9 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert trial[-1]["pid"] != victim  # a new worker finished it ...
     assert trial[-1]["resumed_from"] >= 60  # ... starting from the checkpoint, not from iteration 0
     assert summary(experiment).loc["momentum=0.9", "n"] == 1
+    # MLflow: still one run for the trial, each step once, although the new worker re-reported from its checkpoint
+    _, children = tracked_runs(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", "worker_kill-smoke")
+    assert children == {"momentum=0.9-seed0": list(range(20, 161, 20))}
 
 
 def test_a_killed_driver_is_restored_and_finished_trials_are_not_rerun(tmp_path: Path) -> None:
