@@ -97,6 +97,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec]:
 
 def save_model_folder(model: nn.Module, spec: ModelSpec, folder: Path) -> Path:
     """Write `model` as an MLflow pytorch model in `folder` plus reslab's safe spec + weights files."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in a study's console
     import mlflow.pytorch
     from mlflow.models import infer_signature
 
