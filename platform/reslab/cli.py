@@ -172,6 +172,31 @@ def run_tracking_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+DASHBOARD_APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    """Start the Streamlit dashboard on the store, bound to 127.0.0.1 unless --host says otherwise."""
+    import os
+    import subprocess
+
+    from .tracking import resolve_tracking_uri
+
+    if not DASHBOARD_APP.is_file():
+        raise ValueError(f"the dashboard app is not at {DASHBOARD_APP}; run reslab from a checkout of the project")
+    uri = resolve_tracking_uri(args.tracking_uri)
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
+        "--server.address", args.host,
+        "--server.port", str(args.port),
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        "--client.showErrorDetails", "false",  # error details stay in this console, not in the browser
+    ]  # fmt: skip
+    print(f"dashboard on http://{args.host}:{args.port} for {uri}", file=sys.stderr)
+    return subprocess.call(command, env={**os.environ, "RESLAB_TRACKING_URI": uri})
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from .bench import format_results, run_benchmark
 
@@ -207,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
         "folder", type=Path, help="the study's experiment folder, e.g. runs/plain_vs_residual_cifar10-quick"
     )
     sync.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
+    dashboard = commands.add_parser("dashboard", help="the results dashboard (Streamlit) for a tracking store")
+    dashboard.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    dashboard.add_argument("--port", type=int, default=8501)
     bench = commands.add_parser("bench", help="training images/s of reslab's loop vs a DataLoader reference")
     bench.add_argument("--models", nargs="+", default=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110"])
     bench.add_argument("--iterations", type=int, default=20, help="timed iterations per loop")
@@ -218,7 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": run_train, "models": run_models, "tracking": run_tracking_sync, "bench": run_bench}
+COMMANDS = {
+    "train": run_train,
+    "models": run_models,
+    "tracking": run_tracking_sync,
+    "dashboard": run_dashboard,
+    "bench": run_bench,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -356,6 +356,9 @@ def tracking_callback(study: Study, profile: str, name: str, trials: list[Trial]
         "study": study.name,
         "title": study.title,
         "profile": profile,
+        "variants": [variant_label(v) for v in study.variants],  # the order the paper's tables use
+        "paper": dict(study.paper),  # the paper's test error (%) by variant, for tables beside ours
+        "metric": study.metric,
         "trials": [{"label": t.label, "seed": t.seed, "config": t.config.to_dict()} for t in trials],
     }
     return MLflowTracking(uri, name, tags, definition, artifact_location(uri))

@@ -1,0 +1,203 @@
+"""What the dashboard shows, read from MLflow as plain DataFrames (the pages only lay them out).
+
+Every function takes the tracking URI and returns pandas objects, so tests call them directly and the
+Streamlit app caches them at this I/O boundary. Errors are fractions in MLflow and percent here, as
+the paper gives them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ..study.summary import TrialOutcome, summarize
+from ..tracking.callback import LAUNCH_TAG, TRIAL_TAG
+
+CURVE_METRICS = ("train_error", "test_error")
+
+
+class StoreUnavailable(ConnectionError):
+    """The tracking store cannot be read; the message names its URI."""
+
+
+def client_for(uri: str) -> Any:
+    """An MLflow client for `uri`, after checking a server answers (a clear error instead of a hang)."""
+    from mlflow import MlflowClient
+
+    from ..tracking import TrackingUnavailable, check_reachable
+
+    try:
+        check_reachable(uri, timeout=3.0)
+    except TrackingUnavailable as error:
+        raise StoreUnavailable(str(error)) from error
+    return MlflowClient(uri, registry_uri=uri)
+
+
+@dataclass(frozen=True)
+class StudyDefinition:
+    """What a launch recorded about its study: title, variant order and the paper's numbers."""
+
+    experiment: str
+    title: str = ""
+    profile: str = ""
+    variants: list[str] = field(default_factory=list)
+    paper: dict[str, float] = field(default_factory=dict)
+    planned: dict[str, int] = field(default_factory=dict)  # trial label-seed -> planned iterations
+
+
+def list_studies(uri: str) -> pd.DataFrame:
+    """One row per reslab study in the store: trial counts by status and progress in percent."""
+    client = client_for(uri)
+    rows = []
+    for experiment in client.search_experiments():
+        runs = client.search_runs([experiment.experiment_id], max_results=50_000)
+        launches = [r for r in runs if r.data.tags.get(LAUNCH_TAG) == "true"]
+        trials = [r for r in runs if TRIAL_TAG in r.data.tags]
+        if not launches:
+            continue  # not a reslab study
+        statuses = pd.Series([_status(r) for r in trials], dtype="object")
+        progress = [_progress(client, r) for r in trials]
+        rows.append(
+            {
+                "study": experiment.name,
+                "trials": len(trials),
+                "finished": int((statuses == "finished").sum()),
+                "running": int((statuses == "running").sum()),
+                "diverged": int((statuses == "diverged").sum()),
+                "failed": int(statuses.isin(["failed", "killed"]).sum()),
+                "progress %": round(100 * sum(progress) / len(progress), 1) if progress else 0.0,
+                "launches": len(launches),
+                "last launch": pd.Timestamp(max(r.info.start_time for r in launches), unit="ms"),
+            }
+        )
+    columns = ["study", "trials", "finished", "running", "diverged", "failed", "progress %", "launches", "last launch"]
+    return pd.DataFrame(rows, columns=columns).sort_values("last launch", ascending=False, ignore_index=True)
+
+
+def _status(run: Any) -> str:
+    if run.data.tags.get("diverged"):
+        return "diverged"
+    return run.info.status.lower()
+
+
+def _progress(client: Any, run: Any) -> float:
+    """Share of the planned iterations a trial has done: 1 once it ended, else its last logged step."""
+    if run.info.status != "RUNNING":
+        return 1.0
+    planned = float(run.data.params.get("recipe.iterations", 0) or 0)
+    history = client.get_metric_history(run.info.run_id, "test_error")
+    return min(max((m.step for m in history), default=0) / planned, 1.0) if planned else 0.0
+
+
+def study_definition(uri: str, experiment: str) -> StudyDefinition:
+    """The study's definition from its latest launch's `study.json` (variants in the paper's order)."""
+    client = client_for(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise LookupError(f"no study {experiment!r} in {uri}")
+    launches = client.search_runs(
+        [found.experiment_id], f"tags.{LAUNCH_TAG} = 'true'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if not launches:
+        return StudyDefinition(experiment)
+    from mlflow.artifacts import load_text
+
+    try:
+        values = json.loads(load_text(f"{launches[0].info.artifact_uri}/study.json"))
+    except Exception:  # a launch without its definition: show the runs anyway
+        return StudyDefinition(experiment)
+    planned = {f"{t['label']}-seed{t['seed']}": t["config"]["recipe"]["iterations"] for t in values.get("trials", [])}
+    return StudyDefinition(
+        experiment,
+        title=values.get("title", ""),
+        profile=values.get("profile", ""),
+        variants=list(values.get("variants", [])),
+        paper={k: float(v) for k, v in values.get("paper", {}).items()},
+        planned=planned,
+    )
+
+
+def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
+    """One row per trial run: variant, seed, status, final errors (%), iterations done, run id."""
+    client = client_for(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise LookupError(f"no study {experiment!r} in {uri}")
+    rows = []
+    for run in client.search_runs([found.experiment_id], max_results=50_000):
+        if TRIAL_TAG not in run.data.tags:
+            continue
+        metrics = run.data.metrics
+        rows.append(
+            {
+                "variant": run.data.tags.get("reslab.variant", run.info.run_name),
+                "seed": int(run.data.params.get("seed", 0)),
+                "status": _status(run),
+                "train_error": 100 * metrics.get("train_error", math.nan),
+                "test_error": 100 * metrics.get("test_error", math.nan),
+                "iterations": int(run.data.params.get("recipe.iterations", 0)),
+                "run_name": run.info.run_name,
+                "run_id": run.info.run_id,
+            }
+        )
+    columns = ["variant", "seed", "status", "train_error", "test_error", "iterations", "run_name", "run_id"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["variant", "seed"], ignore_index=True)
+
+
+def error_curves(uri: str, runs: pd.DataFrame, metrics: tuple[str, ...] = CURVE_METRICS) -> pd.DataFrame:
+    """Long table of every run's curves: variant, seed, run_id, metric, iteration, error (%)."""
+    client = client_for(uri)
+    frames = []
+    for run in runs.itertuples():
+        for metric in metrics:
+            history = client.get_metric_history(run.run_id, metric)
+            if history:
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "variant": run.variant,
+                            "seed": run.seed,
+                            "run_id": run.run_id,
+                            "metric": metric,
+                            "iteration": [m.step for m in history],
+                            "error": [100 * m.value for m in history],
+                        }
+                    )
+                )
+    columns = ["variant", "seed", "run_id", "metric", "iteration", "error"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True).sort_values(["variant", "seed", "metric", "iteration"])
+
+
+def seed_bands(curves: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and n over seeds of each (variant, metric, iteration): the band the curve view draws."""
+    if curves.empty:
+        return pd.DataFrame(columns=["variant", "metric", "iteration", "mean", "std", "n"])
+    grouped = curves.groupby(["variant", "metric", "iteration"])["error"]
+    bands = grouped.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "n"})
+    bands["std"] = bands["std"].fillna(0.0)
+    return bands
+
+
+def results_table(runs: pd.DataFrame, definition: StudyDefinition) -> pd.DataFrame:
+    """The paper-shaped table: per configuration final errors as mean ± std (n), the paper's number and
+    the difference, in the study's variant order (the same numbers as the study's summary.csv)."""
+    status = {"killed": "failed"}  # finished, diverged and failed keep their names; running is not counted
+    outcomes = [
+        TrialOutcome(
+            label=r.variant,
+            seed=r.seed,
+            iterations=r.iterations,
+            train_error=r.train_error / 100,
+            test_error=r.test_error / 100,
+            status=status.get(r.status, r.status),
+        )
+        for r in runs.itertuples()
+    ]
+    order = definition.variants or sorted(runs["variant"].unique())
+    return summarize(outcomes, definition.paper, order)

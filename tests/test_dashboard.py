@@ -1,0 +1,195 @@
+"""The dashboard: its queries and figures on a store filled by a real smoke study, and the Streamlit app
+run by Streamlit's AppTest against that store, an empty store and a server that is down."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from reslab.dashboard import error_curve_figure, seed_bands
+
+APP = REPO / "dashboard" / "app.py"
+
+STUDY = """
+import sys
+from reslab.study import Study, grid, main
+
+STUDY = Study(
+    "dash", "Fig. 6 in small", "cifar10", grid(model=["cifar_plain20", "cifar_resnet20"]),
+    settings={"iterations": 24, "eval_every": 6, "batch_size": 32}, paper={"cifar_resnet20": 8.75},
+)
+if __name__ == "__main__":
+    sys.exit(main(STUDY))
+"""
+
+
+def curves_frame() -> pd.DataFrame:
+    rows = []
+    for seed, offset in ((0, 0.0), (1, 2.0)):
+        for step in (10, 20):
+            rows.append(("resnet", seed, f"r{seed}", "test_error", step, 50.0 - step + offset))
+            rows.append(("resnet", seed, f"r{seed}", "train_error", step, 40.0 - step + offset))
+    return pd.DataFrame(rows, columns=["variant", "seed", "run_id", "metric", "iteration", "error"])
+
+
+def test_seed_bands_are_mean_and_std_over_seeds() -> None:
+    bands = seed_bands(curves_frame()).set_index(["metric", "iteration"])
+    assert bands.loc[("test_error", 10), "mean"] == 41.0 and bands.loc[("test_error", 10), "n"] == 2
+    assert bands.loc[("test_error", 10), "std"] == pytest.approx(2**0.5)
+
+
+def test_the_curve_figure_draws_train_dashed_test_bold_and_a_band() -> None:
+    figure = error_curve_figure(curves_frame())
+    lines = {t.name: t for t in figure.data if t.mode == "lines"}
+    assert lines["resnet train"].line.dash == "dash" and lines["resnet test"].line.dash == "solid"
+    assert lines["resnet test"].line.width > lines["resnet train"].line.width
+    assert any(t.fill == "toself" for t in figure.data)  # the ±std band
+    assert list(lines["resnet test"].y) == [41.0, 31.0]
+    single = error_curve_figure(curves_frame(), single_seeds=True, log_y=True)
+    assert len([t for t in single.data if "seed" in t.name]) == 4 and single.layout.yaxis.type == "log"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, cifar_subset: Path) -> str:
+    """A store filled by a real smoke study on the real CIFAR subset."""
+    folder = tmp_path_factory.mktemp("dashboard")
+    (folder / "dash.py").write_text(STUDY)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [sys.executable, "dash.py", "--storage", str(folder), "--data-dir", str(cifar_subset)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return f"sqlite:///{folder / 'runs' / 'mlflow.db'}"
+
+
+@pytest.mark.slow
+def test_queries_read_the_study_as_the_summary_has_it(store: str) -> None:
+    from reslab.dashboard import error_curves, list_studies, results_table, study_definition, trial_runs
+
+    studies = list_studies(store)
+    assert studies.loc[0, "study"] == "dash-smoke" and studies.loc[0, "trials"] == 2
+    assert studies.loc[0, "finished"] == 2 and studies.loc[0, "progress %"] == 100.0
+    definition = study_definition(store, "dash-smoke")
+    assert definition.variants == ["cifar_plain20", "cifar_resnet20"] and definition.paper == {"cifar_resnet20": 8.75}
+    runs = trial_runs(store, "dash-smoke")
+    curves = error_curves(store, runs)
+    assert sorted(curves["iteration"].unique()) == [6, 12, 18, 24]
+    assert len(curves) == 2 * 2 * 4  # 2 trials x train/test x 4 reports
+    table = results_table(runs, definition).set_index("variant")
+    summary = pd.read_csv(Path(store.removeprefix("sqlite:///")).parents[1] / "dash-smoke" / "summary.csv")
+    summary = summary.set_index("variant")
+    for variant in ("cifar_plain20", "cifar_resnet20"):  # the dashboard's numbers are the study's own
+        assert table.loc[variant, "test_error_mean"] == pytest.approx(summary.loc[variant, "test_error_mean"])
+    assert table.loc["cifar_resnet20", "paper_test_error"] == 8.75
+
+
+def app_test(uri: str):
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["RESLAB_TRACKING_URI"] = uri
+    try:
+        return AppTest.from_file(str(APP), default_timeout=120).run()
+    finally:
+        del os.environ["RESLAB_TRACKING_URI"]
+
+
+@pytest.mark.slow
+def test_the_app_shows_the_study_its_curves_and_its_table(store: str) -> None:
+    app = app_test(store)
+    assert not app.exception
+    assert app.sidebar.selectbox[0].value == "dash-smoke"
+    assert [t.label for t in app.tabs] == ["Studies", "Error curves", "Tables"]
+    charts = app.get("plotly_chart")
+    assert len(charts) == 1
+    assert "cifar_resnet20 test" in charts[0].proto.spec
+    assert any("cifar_resnet20" in m.value and "8.75" in m.value for m in app.markdown)
+    app.multiselect[0].set_value(["cifar_plain20"]).run()
+    assert "cifar_resnet20 test" not in app.get("plotly_chart")[0].proto.spec
+
+
+def test_an_empty_store_gets_a_friendly_page(tmp_path: Path) -> None:
+    app = app_test(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert not app.exception
+    assert "No studies yet" in app.info[0].value
+    assert "studies/plain_vs_residual.py" in app.code[0].value
+
+
+def test_an_unreachable_store_is_named_not_a_traceback() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    app = app_test(uri)
+    assert not app.exception
+    assert uri in app.error[0].value and "unreachable" in app.error[0].value
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_dashboard_renders_in_headless_chromium(store: str, tmp_path: Path) -> None:
+    """`reslab dashboard` serves the app on 127.0.0.1; Chromium opens it, the curve chart draws, and the
+    page shows the study and a plotted trace with no exception."""
+    import signal
+    import time
+    import urllib.request
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.is_file():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("reslab")), "dashboard", "--tracking-uri", store, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the dashboard did not answer within 120 s"
+            time.sleep(0.5)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.get_by_role("tab", name="Error curves").click()
+            page.wait_for_selector(".js-plotly-plot .legendtext", timeout=90_000)
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+            legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
+            text = page.inner_text("body")
+            exceptions = page.locator("[data-testid='stException']").count()
+            browser.close()
+        assert "dash-smoke: Fig. 6 in small" in text
+        assert "cifar_resnet20 test" in legend and "cifar_plain20 train" in legend
+        assert exceptions == 0 and "Traceback" not in text
+        assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
