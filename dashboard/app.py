@@ -15,7 +15,10 @@ from reslab.dashboard import (
     StoreUnavailable,
     error_curve_figure,
     error_curves,
+    layer_response_figure,
+    layer_responses,
     list_studies,
+    registered_models,
     results_table,
     study_definition,
     trial_runs,
@@ -60,11 +63,24 @@ if st.sidebar.button("Refresh now"):
     st.cache_data.clear()
     st.rerun()
 
-studies_tab, curves_tab, table_tab = st.tabs(["Studies", "Error curves", "Tables"])
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def responses(uri: str, experiment: str):
+    return layer_responses(uri, trial_runs(uri, experiment))
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def models(uri: str):
+    return registered_models(uri)
+
+
+studies_tab, curves_tab, table_tab, responses_tab, models_tab = st.tabs(
+    ["Studies", "Error curves", "Tables", "Layer responses", "Models"]
+)
 
 with studies_tab:
     st.subheader("Studies")
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.dataframe(table, hide_index=True, width="stretch")
 
 with curves_tab:
     st.subheader(f"{experiment}: {definition.title}" if definition.title else experiment)
@@ -76,7 +92,7 @@ with curves_tab:
         st.info("No curves yet: the trials have not reported.")
     else:
         figure = error_curve_figure(curves, chosen, single_seeds=single, log_y=log_y)
-        st.plotly_chart(figure, use_container_width=True)
+        st.plotly_chart(figure, width="stretch")
         st.caption("dashed: training error, bold: test error; band: ± std over seeds")
 
 with table_tab:
@@ -84,4 +100,21 @@ with table_tab:
     st.markdown(to_markdown(results, f"{definition.title or experiment} — profile {definition.profile or '?'}"))
     st.download_button("Download CSV", results.to_csv(index=False), f"{experiment}.csv", "text/csv")
     st.subheader("Trials")
-    st.dataframe(runs.drop(columns=["run_id"]), hide_index=True, use_container_width=True)
+    st.dataframe(runs.drop(columns=["run_id", "artifact_uri"]), hide_index=True, width="stretch")
+
+with responses_tab:
+    found = responses(uri, experiment)
+    if found.empty:
+        st.info("This study did not compute layer responses (Fig. 7); studies/layer_responses.py does.")
+    else:
+        st.plotly_chart(layer_response_figure(found, definition.variants or None), width="stretch")
+        st.caption("std of each 3x3 layer's output after BN, before ReLU / addition, on the test set (Fig. 7)")
+
+with models_tab:
+    registered = models(uri)
+    if registered.empty:
+        st.info("No registered models yet: a finished study registers the best net of each configuration.")
+    else:
+        st.dataframe(registered, hide_index=True, width="stretch")
+        choice = st.selectbox("Pull", registered["pull"].tolist())
+        st.code(choice, language="bash")

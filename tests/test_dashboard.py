@@ -24,6 +24,7 @@ from reslab.study import Study, grid, main
 STUDY = Study(
     "dash", "Fig. 6 in small", "cifar10", grid(model=["cifar_plain20", "cifar_resnet20"]),
     settings={"iterations": 24, "eval_every": 6, "batch_size": 32}, paper={"cifar_resnet20": 8.75},
+    layer_responses=True,
 )
 if __name__ == "__main__":
     sys.exit(main(STUDY))
@@ -95,44 +96,63 @@ def test_queries_read_the_study_as_the_summary_has_it(store: str) -> None:
         assert table.loc[variant, "test_error_mean"] == pytest.approx(summary.loc[variant, "test_error_mean"])
     assert table.loc["cifar_resnet20", "paper_test_error"] == 8.75
 
+    from reslab.dashboard import layer_responses, registered_models
 
-def app_test(uri: str):
+    responses = layer_responses(store, runs)
+    assert responses.groupby("variant")["layer"].max().to_dict() == {"cifar_plain20": 19, "cifar_resnet20": 19}
+    assert (responses["std"] > 0).all()
+    models = registered_models(store).set_index("name")
+    assert sorted(models.index) == ["cifar10-cifar_plain20", "cifar10-cifar_resnet20-A"]
+    assert models.loc["cifar10-cifar_resnet20-A", "aliases"] == "best"
+    assert (
+        models.loc["cifar10-cifar_resnet20-A", "pull"] == "reslab models pull cifar10-cifar_resnet20-A/1 --out models/"
+    )
+    assert models.loc["cifar10-cifar_resnet20-A", "test_error"] == pytest.approx(
+        table.loc["cifar_resnet20", "test_error_mean"]
+    )
+
+
+def app_test(uri: str, monkeypatch: pytest.MonkeyPatch):
+    """The app run by AppTest on `uri`; the variable stays set for the test, so reruns read the same store."""
     from streamlit.testing.v1 import AppTest
 
-    os.environ["RESLAB_TRACKING_URI"] = uri
-    try:
-        return AppTest.from_file(str(APP), default_timeout=120).run()
-    finally:
-        del os.environ["RESLAB_TRACKING_URI"]
+    monkeypatch.setenv("RESLAB_TRACKING_URI", uri)
+    return AppTest.from_file(str(APP), default_timeout=120).run()
 
 
 @pytest.mark.slow
-def test_the_app_shows_the_study_its_curves_and_its_table(store: str) -> None:
-    app = app_test(store)
+def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = app_test(store, monkeypatch)
     assert not app.exception
     assert app.sidebar.selectbox[0].value == "dash-smoke"
-    assert [t.label for t in app.tabs] == ["Studies", "Error curves", "Tables"]
+    assert [t.label for t in app.tabs] == ["Studies", "Error curves", "Tables", "Layer responses", "Models"]
     charts = app.get("plotly_chart")
-    assert len(charts) == 1
+    assert len(charts) == 2  # the error curves and Fig. 7
+    assert "by layer index" in charts[1].proto.spec
+    command = "reslab models pull cifar10-cifar_resnet20-A/1 --out models/"
+    (pull,) = [box for box in app.selectbox if box.label == "Pull"]
+    assert command in pull.options
+    pull.set_value(command).run()
+    assert any(c.value == command for c in app.get("code"))  # the chosen version's command
     assert "cifar_resnet20 test" in charts[0].proto.spec
     assert any("cifar_resnet20" in m.value and "8.75" in m.value for m in app.markdown)
     app.multiselect[0].set_value(["cifar_plain20"]).run()
     assert "cifar_resnet20 test" not in app.get("plotly_chart")[0].proto.spec
 
 
-def test_an_empty_store_gets_a_friendly_page(tmp_path: Path) -> None:
-    app = app_test(f"sqlite:///{tmp_path / 'empty.db'}")
+def test_an_empty_store_gets_a_friendly_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = app_test(f"sqlite:///{tmp_path / 'empty.db'}", monkeypatch)
     assert not app.exception
     assert "No studies yet" in app.info[0].value
-    assert "studies/plain_vs_residual.py" in app.code[0].value
+    assert "studies/plain_vs_residual.py" in app.get("code")[0].value
 
 
-def test_an_unreachable_store_is_named_not_a_traceback() -> None:
+def test_an_unreachable_store_is_named_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     uri = f"http://127.0.0.1:{port}"
-    app = app_test(uri)
+    app = app_test(uri, monkeypatch)
     assert not app.exception
     assert uri in app.error[0].value and "unreachable" in app.error[0].value
 

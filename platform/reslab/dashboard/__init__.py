@@ -1,12 +1,14 @@
 """The results dashboard's queries (MLflow -> DataFrames) and figures (Plotly), importable and tested;
 `dashboard/app.py` only lays them out in Streamlit."""
 
-from .figures import error_curve_figure
+from .figures import error_curve_figure, layer_response_figure
 from .queries import (
     StoreUnavailable,
     StudyDefinition,
     error_curves,
+    layer_responses,
     list_studies,
+    registered_models,
     results_table,
     seed_bands,
     study_definition,
@@ -18,7 +20,10 @@ __all__ = [
     "StudyDefinition",
     "error_curve_figure",
     "error_curves",
+    "layer_response_figure",
+    "layer_responses",
     "list_studies",
+    "registered_models",
     "results_table",
     "seed_bands",
     "study_definition",

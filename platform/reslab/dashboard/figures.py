@@ -94,3 +94,39 @@ def error_curve_figure(
         margin={"t": 40 if title else 10},
     )
     return figure
+
+
+def layer_response_figure(responses: pd.DataFrame, variants: Sequence[str] | None = None) -> go.Figure:
+    """Fig. 7: the std of each 3x3 layer's response (mean over seeds), by layer index (top) and sorted
+    by magnitude (bottom); plain nets dashed, residual nets solid."""
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(rows=2, cols=1, subplot_titles=("by layer index", "sorted by magnitude"))
+    chosen = list(variants) if variants is not None else sorted(responses["variant"].unique())
+    palette = qualitative.Plotly
+    for number, variant in enumerate(chosen):
+        stds = responses[responses["variant"] == variant].groupby("layer")["std"].mean()
+        if stds.empty:
+            continue
+        line = {"color": palette[number % len(palette)], "dash": "dash" if "plain" in variant else "solid"}
+        ranked = stds.sort_values(ascending=False).to_numpy()
+        figure.add_trace(
+            go.Scatter(
+                x=stds.index, y=stds.to_numpy(), mode="lines+markers", name=variant, legendgroup=variant, line=line
+            ),
+            row=1,
+            col=1,
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=list(range(1, len(ranked) + 1)), y=ranked, mode="lines", name=variant, legendgroup=variant,
+                showlegend=False, line=line,
+            ),
+            row=2,
+            col=1,
+        )  # fmt: skip
+    figure.update_xaxes(title_text="layer index (original)", row=1, col=1)
+    figure.update_xaxes(title_text="layer index (sorted by magnitude)", row=2, col=1)
+    figure.update_yaxes(title_text="std")
+    figure.update_layout(height=700, legend={"groupclick": "togglegroup"})
+    return figure

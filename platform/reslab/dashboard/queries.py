@@ -7,6 +7,7 @@ the paper gives them.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -142,9 +143,12 @@ def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
                 "iterations": int(run.data.params.get("recipe.iterations", 0)),
                 "run_name": run.info.run_name,
                 "run_id": run.info.run_id,
+                "artifact_uri": run.info.artifact_uri,
             }
         )
-    columns = ["variant", "seed", "status", "train_error", "test_error", "iterations", "run_name", "run_id"]
+    columns = [
+        "variant", "seed", "status", "train_error", "test_error", "iterations", "run_name", "run_id", "artifact_uri"
+    ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns).sort_values(["variant", "seed"], ignore_index=True)
 
 
@@ -201,3 +205,46 @@ def results_table(runs: pd.DataFrame, definition: StudyDefinition) -> pd.DataFra
     ]
     order = definition.variants or sorted(runs["variant"].unique())
     return summarize(outcomes, definition.paper, order)
+
+
+def layer_responses(uri: str, runs: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 7's data from each run's `layer_responses.csv` artifact: variant, seed, layer, std.
+    Empty when the study did not compute layer responses."""
+    from mlflow.artifacts import load_text
+
+    from ..tracking.callback import RESPONSES_ARTIFACT
+
+    client = client_for(uri)
+    frames = []
+    for run in runs.itertuples():
+        if not any(a.path == RESPONSES_ARTIFACT for a in client.list_artifacts(run.run_id)):
+            continue
+        table = pd.read_csv(io.StringIO(load_text(f"{run.artifact_uri}/{RESPONSES_ARTIFACT}")))
+        frames.append(table.assign(variant=run.variant, seed=run.seed)[["variant", "seed", "layer", "std"]])
+    columns = ["variant", "seed", "layer", "std"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def registered_models(uri: str) -> pd.DataFrame:
+    """Every registered net with its versions, aliases, errors (%) and the command that pulls it."""
+    client = client_for(uri)
+    rows = []
+    for model in client.search_registered_models():
+        aliases = client.get_registered_model(model.name).aliases
+        for version in client.search_model_versions(f"name = '{model.name}'"):
+            tags = version.tags
+            named = sorted(a for a, v in aliases.items() if str(v) == str(version.version))
+            rows.append(
+                {
+                    "name": model.name,
+                    "version": int(version.version),
+                    "aliases": ", ".join(named),
+                    "test_error": 100 * float(tags["test_error"]) if "test_error" in tags else math.nan,
+                    "train_error": 100 * float(tags["train_error"]) if "train_error" in tags else math.nan,
+                    "study": tags.get("experiment", tags.get("study", "")),
+                    "run": tags.get("run_name", ""),
+                    "pull": f"reslab models pull {model.name}/{version.version} --out models/",
+                }
+            )
+    columns = ["name", "version", "aliases", "test_error", "train_error", "study", "run", "pull"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["name", "version"], ignore_index=True)
