@@ -20,6 +20,8 @@ from reslab.dashboard import (
     list_studies,
     registered_models,
     results_table,
+    search_figure,
+    search_trials,
     study_definition,
     trial_runs,
 )
@@ -74,8 +76,13 @@ def models(uri: str):
     return registered_models(uri)
 
 
-studies_tab, curves_tab, table_tab, responses_tab, models_tab = st.tabs(
-    ["Studies", "Error curves", "Tables", "Layer responses", "Models"]
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def searched(uri: str, experiment: str):
+    return search_trials(uri, experiment)
+
+
+studies_tab, curves_tab, table_tab, responses_tab, search_tab, models_tab = st.tabs(
+    ["Studies", "Error curves", "Tables", "Layer responses", "Search", "Models"]
 )
 
 with studies_tab:
@@ -109,6 +116,16 @@ with responses_tab:
     else:
         st.plotly_chart(layer_response_figure(found, definition.variants or None), width="stretch")
         st.caption("std of each 3x3 layer's output after BN, before ReLU / addition, on the test set (Fig. 7)")
+
+with search_tab:
+    trials = searched(uri, experiment)
+    if trials.empty:
+        st.info("This study is a grid, not a search; studies/lr_search.py searches lr and weight decay.")
+    else:
+        st.plotly_chart(search_figure(trials), width="stretch")
+        st.caption("one line per trial; ASHA stops the trials that fall behind before their planned iterations")
+        st.subheader("Best trials")
+        st.dataframe(trials.head(10), hide_index=True, width="stretch")
 
 with models_tab:
     registered = models(uri)

@@ -125,7 +125,7 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
     app = app_test(store, monkeypatch)
     assert not app.exception
     assert app.sidebar.selectbox[0].value == "dash-smoke"
-    assert [t.label for t in app.tabs] == ["Studies", "Error curves", "Tables", "Layer responses", "Models"]
+    assert [t.label for t in app.tabs] == ["Studies", "Error curves", "Tables", "Layer responses", "Search", "Models"]
     charts = app.get("plotly_chart")
     assert len(charts) == 2  # the error curves and Fig. 7
     assert "by layer index" in charts[1].proto.spec
@@ -213,3 +213,33 @@ def test_the_dashboard_renders_in_headless_chromium(store: str, tmp_path: Path) 
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_search_view_shows_the_sampled_values_of_a_real_lr_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reslab.dashboard import search_figure, search_trials
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "studies" / "lr_search.py"), "--storage", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    trials = search_trials(uri, "lr_search-smoke")
+    assert len(trials) == 4 and trials["lr"].between(0.01, 1.0).all()
+    assert trials["weight_decay"].between(1e-5, 1e-3).all()
+    finished = trials[trials["complete"]]
+    assert len(finished) >= 1 and finished["test_error"].is_monotonic_increasing  # best first
+    labels = [d.label for d in search_figure(trials).data[0].dimensions]
+    assert labels == ["log10 lr", "log10 weight_decay", "iterations", "test error (%)"]
+    app = app_test(uri, monkeypatch)
+    assert not app.exception
+    assert any("Parcoords" in c.proto.spec or "parcoords" in c.proto.spec for c in app.get("plotly_chart"))

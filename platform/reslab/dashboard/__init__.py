@@ -1,7 +1,7 @@
 """The results dashboard's queries (MLflow -> DataFrames) and figures (Plotly), importable and tested;
 `dashboard/app.py` only lays them out in Streamlit."""
 
-from .figures import error_curve_figure, layer_response_figure
+from .figures import error_curve_figure, layer_response_figure, search_figure
 from .queries import (
     StoreUnavailable,
     StudyDefinition,
@@ -10,6 +10,7 @@ from .queries import (
     list_studies,
     registered_models,
     results_table,
+    search_trials,
     seed_bands,
     study_definition,
     trial_runs,
@@ -25,6 +26,8 @@ __all__ = [
     "list_studies",
     "registered_models",
     "results_table",
+    "search_figure",
+    "search_trials",
     "seed_bands",
     "study_definition",
     "trial_runs",

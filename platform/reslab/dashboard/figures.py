@@ -3,6 +3,7 @@ training error thin and dashed, test error bold, one colour per configuration.""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -14,6 +15,7 @@ from .queries import seed_bands
 DASH = {"train_error": "dash", "test_error": "solid"}
 WIDTH = {"train_error": 1.2, "test_error": 2.8}
 NAME = {"train_error": "train", "test_error": "test"}
+SEARCH_RESULT_COLUMNS = ("status", "iterations", "planned", "test_error", "train_error", "run_name", "complete")
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -130,3 +132,20 @@ def layer_response_figure(responses: pd.DataFrame, variants: Sequence[str] | Non
     figure.update_yaxes(title_text="std")
     figure.update_layout(height=700, legend={"groupclick": "togglegroup"})
     return figure
+
+
+def search_figure(trials: pd.DataFrame) -> go.Figure:
+    """Parallel coordinates of a search: one axis per sampled value (log10, as sampled), then the
+    iterations reached and the final test error; lines coloured by test error (lower is darker)."""
+    sampled = [c for c in trials.columns if c not in SEARCH_RESULT_COLUMNS]
+    dimensions = [
+        {"label": f"log10 {name}", "values": trials[name].map(math.log10)} if (trials[name] > 0).all()
+        else {"label": name, "values": trials[name]}
+        for name in sampled
+    ]  # fmt: skip
+    dimensions += [
+        {"label": "iterations", "values": trials["iterations"]},
+        {"label": "test error (%)", "values": trials["test_error"]},
+    ]
+    line = {"color": trials["test_error"], "colorscale": "Viridis", "showscale": True, "colorbar": {"title": "test %"}}
+    return go.Figure(go.Parcoords(line=line, dimensions=dimensions))

@@ -248,3 +248,34 @@ def registered_models(uri: str) -> pd.DataFrame:
             )
     columns = ["name", "version", "aliases", "test_error", "train_error", "study", "run", "pull"]
     return pd.DataFrame(rows, columns=columns).sort_values(["name", "version"], ignore_index=True)
+
+
+def search_trials(uri: str, experiment: str) -> pd.DataFrame:
+    """A search study's trials: each sampled value (`lr`, `weight_decay`, ...), status, iterations reached,
+    final errors (%), best first among the trials that finished. Empty for a grid study."""
+    client = client_for(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise LookupError(f"no study {experiment!r} in {uri}")
+    rows = []
+    for run in client.search_runs([found.experiment_id], max_results=50_000):
+        sampled = {k.removeprefix("sampled."): float(v) for k, v in run.data.params.items() if k.startswith("sampled.")}
+        if TRIAL_TAG not in run.data.tags or not sampled:
+            continue
+        history = client.get_metric_history(run.info.run_id, "test_error")
+        rows.append(
+            {
+                **sampled,
+                "status": _status(run),
+                "iterations": max((m.step for m in history), default=0),
+                "planned": int(run.data.params.get("recipe.iterations", 0)),
+                "test_error": 100 * run.data.metrics.get("test_error", math.nan),
+                "train_error": 100 * run.data.metrics.get("train_error", math.nan),
+                "run_name": run.info.run_name,
+            }
+        )
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows)
+    table["complete"] = table["iterations"] >= table["planned"]  # ASHA stops the rest early
+    return table.sort_values(["complete", "test_error"], ascending=[False, True], ignore_index=True)
