@@ -62,9 +62,14 @@ def store(tmp_path_factory: pytest.TempPathFactory, cifar_subset: Path) -> str:
     """A store filled by a real smoke study on the real CIFAR subset."""
     folder = tmp_path_factory.mktemp("dashboard")
     (folder / "dash.py").write_text(STUDY)
+    return run_study(folder / "dash.py", folder, "--data-dir", str(cifar_subset))
+
+
+def run_study(script: Path, folder: Path, *args: str) -> str:
+    """Run a study script with `folder` as its storage and working directory; its store's URI."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run(
-        [sys.executable, "dash.py", "--storage", str(folder), "--data-dir", str(cifar_subset)],
+        [sys.executable, str(script), "--storage", str(folder), *args],
         cwd=folder,
         env=env,
         capture_output=True,
@@ -221,18 +226,7 @@ def test_the_search_view_shows_the_sampled_values_of_a_real_lr_search(
 ) -> None:
     from reslab.dashboard import search_figure, search_trials
 
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    done = subprocess.run(
-        [sys.executable, str(REPO / "studies" / "lr_search.py"), "--storage", str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    uri = run_study(REPO / "studies" / "lr_search.py", tmp_path)
     trials = search_trials(uri, "lr_search-smoke")
     assert len(trials) == 4 and trials["lr"].between(0.01, 1.0).all()
     assert trials["weight_decay"].between(1e-5, 1e-3).all()
