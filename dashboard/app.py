@@ -25,6 +25,7 @@ from reslab.dashboard import (
     study_definition,
     trial_runs,
 )
+from reslab.dashboard.report import study_report
 from reslab.study.summary import to_markdown
 from reslab.tracking import resolve_tracking_uri
 
@@ -61,6 +62,14 @@ if table.empty:
 experiment = st.sidebar.selectbox("Study", table["study"].tolist())
 st.sidebar.caption(f"store: {uri}")
 runs, curves, definition = runs_and_curves(uri, experiment)
+st.sidebar.download_button(
+    "Download report (HTML)",
+    lambda: study_report(uri, experiment),  # built on click, not on every rerun: it inlines plotly.js (4.8 MB)
+    f"{experiment}.html",
+    "text/html",
+    on_click="ignore",
+    help="this study's tables and figures in one self-contained file that opens offline",
+)
 if st.sidebar.button("Refresh now"):
     st.cache_data.clear()
     st.rerun()

@@ -7,7 +7,9 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -130,6 +132,7 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
     app = app_test(store, monkeypatch)
     assert not app.exception
     assert app.sidebar.selectbox[0].value == "dash-smoke"
+    assert [b.label for b in app.sidebar.get("download_button")] == ["Download report (HTML)"]
     assert [t.label for t in app.tabs] == ["Studies", "Error curves", "Tables", "Layer responses", "Search", "Models"]
     charts = app.get("plotly_chart")
     assert len(charts) == 2  # the error curves and Fig. 7
@@ -168,19 +171,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_the_dashboard_renders_in_headless_chromium(store: str, tmp_path: Path) -> None:
-    """`reslab dashboard` serves the app on 127.0.0.1; Chromium opens it, the curve chart draws, and the
-    page shows the study and a plotted trace with no exception."""
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def dashboard(store: str) -> Iterator[str]:
+    """`reslab dashboard` serving the store on 127.0.0.1: its URL once it answers."""
     import signal
     import time
     import urllib.request
 
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.is_file():
+    if not CHROMIUM.is_file():
         pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("reslab")), "dashboard", "--tracking-uri", store, "--port", str(port)],
@@ -200,24 +202,97 @@ def test_the_dashboard_renders_in_headless_chromium(store: str, tmp_path: Path) 
                 pass
             assert time.monotonic() < deadline, "the dashboard did not answer within 120 s"
             time.sleep(0.5)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
-            page.get_by_role("tab", name="Error curves").click()
-            page.wait_for_selector(".js-plotly-plot .legendtext", timeout=90_000)
-            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-            legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
-            text = page.inner_text("body")
-            exceptions = page.locator("[data-testid='stException']").count()
-            browser.close()
-        assert "dash-smoke: Fig. 6 in small" in text
-        assert "cifar_resnet20 test" in legend and "cifar_plain20 train" in legend
-        assert exceptions == 0 and "Traceback" not in text
-        assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+        yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.mark.slow
+def test_the_dashboard_renders_in_headless_chromium(dashboard: str, chromium: Any, tmp_path: Path) -> None:
+    """Chromium opens the app, the curve chart draws, and the page shows the study and a plotted trace
+    with no exception."""
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(dashboard)
+    page.get_by_role("tab", name="Error curves").click()
+    page.wait_for_selector(".js-plotly-plot .legendtext", timeout=90_000)
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+    legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
+    text = page.inner_text("body")
+    assert "dash-smoke: Fig. 6 in small" in text
+    assert "cifar_resnet20 test" in legend and "cifar_plain20 train" in legend
+    assert page.locator("[data-testid='stException']").count() == 0 and "Traceback" not in text
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_the_report_downloaded_from_the_dashboard_draws_offline(dashboard: str, chromium: Any, tmp_path: Path) -> None:
+    """The sidebar's report button downloads one HTML file; opened with the network cut off, it draws the
+    error curves and Fig. 7 and asks for nothing outside itself."""
+    context = chromium.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(dashboard)
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Download report (HTML)").click()
+    report = tmp_path / download.value.suggested_filename
+    download.value.save_as(report)
+    assert report.name == "dash-smoke.html"
+
+    offline = chromium.new_context(offline=True, viewport={"width": 1400, "height": 1000})
+    viewer = offline.new_page()
+    requests: list[str] = []
+    errors: list[str] = []
+    viewer.on("request", lambda request: requests.append(request.url))
+    viewer.on("pageerror", lambda error: errors.append(str(error)))
+    viewer.goto(report.as_uri())
+    viewer.wait_for_selector(".js-plotly-plot .legendtext", timeout=60_000)
+    viewer.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    legend = viewer.locator(".js-plotly-plot .legendtext").all_text_contents()
+    assert viewer.locator(".js-plotly-plot").count() == 2  # the error curves and Fig. 7
+    assert "cifar_resnet20 test" in legend and "cifar_plain20 train" in legend
+    assert "Results beside the paper" in viewer.inner_text("body")
+    assert [url for url in requests if not url.startswith("file:")] == [] and errors == []
+
+
+@pytest.mark.slow
+def test_reslab_report_writes_the_studys_numbers_into_one_file(store: str, tmp_path: Path) -> None:
+    """`reslab report` writes the paper-shaped table with the study's own numbers, both figures with
+    plotly.js inlined and no outside reference; a study that is not there is named with those that are."""
+    import re
+
+    reslab = str(Path(sys.executable).with_name("reslab"))
+    out = tmp_path / "reports" / "dash.html"
+    done = subprocess.run(
+        [reslab, "report", "dash-smoke", "--tracking-uri", store, "--out", str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    summary = pd.read_csv(Path(store.removeprefix("sqlite:///")).parents[1] / "dash-smoke" / "summary.csv")
+    for row in summary.itertuples():  # one seed each: the table shows "mean (1)"
+        assert f"<td>{row.variant}</td>" in page and f"<td>{row.test_error_mean:.2f} (1)</td>" in page
+    assert "<td>8.75</td>" in page  # the paper's ResNet-20
+    assert page.count("Plotly.newPlot(") == 2 and '"name":"cifar_resnet20 test"' in page
+    assert "Layer responses (Fig. 7)" in page and "reslab models pull cifar10-cifar_resnet20-A/1" in page
+    assert not re.search(r"""<(script|link|img|iframe)[^>]+(src|href)\s*=""", page)  # nothing loaded from outside
+
+    missing = subprocess.run(
+        [reslab, "report", "nope", "--tracking-uri", store, "--out", str(tmp_path / "nope.html")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "no study 'nope'" in missing.stderr and "dash-smoke" in missing.stderr
+    assert not (tmp_path / "nope.html").exists()
 
 
 @pytest.mark.slow

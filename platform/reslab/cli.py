@@ -197,6 +197,20 @@ def run_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call(command, env={**os.environ, "RESLAB_TRACKING_URI": uri})
 
 
+def run_report(args: argparse.Namespace) -> int:
+    """Write a study's report: one self-contained HTML file with its tables and figures."""
+    from .dashboard.report import study_report
+    from .tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    out = args.out or Path(f"{args.study}.html")
+    text = study_report(uri, args.study)  # before opening the file: a bad name or a store that is down writes nothing
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out} ({len(text.encode()) / 1e6:.1f} MB, opens offline in any browser)")
+    return 0
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from .bench import format_results, run_benchmark
 
@@ -236,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     dashboard.add_argument("--port", type=int, default=8501)
+    report = commands.add_parser("report", help="write a study's tables and figures into one self-contained HTML file")
+    report.add_argument("study", help="the study as the dashboard lists it: NAME-PROFILE, e.g. plain_vs_residual-smoke")
+    report.add_argument("--out", type=Path, help="the HTML file to write (default: STUDY.html here)")
+    report.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
     bench = commands.add_parser("bench", help="training images/s of reslab's loop vs a DataLoader reference")
     bench.add_argument("--models", nargs="+", default=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110"])
     bench.add_argument("--iterations", type=int, default=20, help="timed iterations per loop")
@@ -252,11 +270,15 @@ COMMANDS = {
     "models": run_models,
     "tracking": run_tracking_sync,
     "dashboard": run_dashboard,
+    "report": run_report,
     "bench": run_bench,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small JSON file is noise
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

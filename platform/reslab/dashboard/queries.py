@@ -48,6 +48,10 @@ class StudyDefinition:
     variants: list[str] = field(default_factory=list)
     paper: dict[str, float] = field(default_factory=dict)
     planned: dict[str, int] = field(default_factory=dict)  # trial label-seed -> planned iterations
+    provenance: dict[str, str] = field(default_factory=dict)  # the launch's command, commit and versions
+
+
+PROVENANCE_TAGS = ("command", "git_commit", "reslab_version", "torch_version", "python_version")
 
 
 def list_studies(uri: str) -> pd.DataFrame:
@@ -83,7 +87,8 @@ def _experiment(client: Any, uri: str, experiment: str) -> Any:
     """The MLflow experiment of a study, or a LookupError naming the study and the store."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise LookupError(f"no study {experiment!r} in {uri}")
+        names = sorted(e.name for e in client.search_experiments() if e.name != "Default")
+        raise LookupError(f"no study {experiment!r} in {uri}; studies there: {', '.join(names) or 'none'}")
     return found
 
 
@@ -113,10 +118,12 @@ def study_definition(uri: str, experiment: str) -> StudyDefinition:
         return StudyDefinition(experiment)
     from mlflow.artifacts import load_text
 
+    tags = launches[0].data.tags
+    provenance = {key: tags[key] for key in PROVENANCE_TAGS if key in tags}
     try:
         values = json.loads(load_text(f"{launches[0].info.artifact_uri}/study.json"))
     except Exception:  # a launch without its definition: show the runs anyway
-        return StudyDefinition(experiment)
+        return StudyDefinition(experiment, provenance=provenance)
     planned = {f"{t['label']}-seed{t['seed']}": t["config"]["recipe"]["iterations"] for t in values.get("trials", [])}
     return StudyDefinition(
         experiment,
@@ -125,6 +132,7 @@ def study_definition(uri: str, experiment: str) -> StudyDefinition:
         variants=list(values.get("variants", [])),
         paper={k: float(v) for k, v in values.get("paper", {}).items()},
         planned=planned,
+        provenance=provenance,
     )
 
 

@@ -71,20 +71,30 @@ def _num(value: float, signed: bool = False) -> str:
     return "—" if math.isnan(value) else (f"{value:+.2f}" if signed else f"{value:.2f}")
 
 
+def paper_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The summary as the paper prints it (Table 6): one string per cell, errors in % as mean ± std (n).
+    The Markdown summary and the HTML report both render this one table."""
+    rows = [
+        {
+            "variant": row.variant,
+            "train error %": _pm(row.train_error_mean, row.train_error_std, row.n),
+            "test error %": _pm(row.test_error_mean, row.test_error_std, row.n),
+            "paper %": _num(row.paper_test_error),
+            "difference": _num(row.difference, signed=True),
+            "diverged": str(row.diverged),
+            "failed": str(row.failed),
+        }
+        for row in table.itertuples()
+    ]
+    columns = ["variant", "train error %", "test error %", "paper %", "difference", "diverged", "failed"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def to_markdown(table: pd.DataFrame, title: str) -> str:
     """The summary as a Markdown table, errors in % as mean ± std (n) like the paper's Table 6."""
-    lines = [
-        f"### {title}",
-        "",
-        "| variant | train error % | test error % | paper % | difference | diverged | failed |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for row in table.itertuples():
-        lines.append(
-            f"| {row.variant} | {_pm(row.train_error_mean, row.train_error_std, row.n)} | "
-            f"{_pm(row.test_error_mean, row.test_error_std, row.n)} | {_num(row.paper_test_error)} | "
-            f"{_num(row.difference, signed=True)} | {row.diverged} | {row.failed} |"
-        )
+    cells = paper_table(table)
+    lines = [f"### {title}", "", "| " + " | ".join(cells.columns) + " |", "|" + " --- |" * len(cells.columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
