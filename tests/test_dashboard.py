@@ -119,6 +119,27 @@ def test_queries_read_the_study_as_the_summary_has_it(store: str) -> None:
     )
 
 
+@pytest.mark.slow
+def test_a_store_rebuilt_by_sync_shows_the_same_study(store: str, tmp_path: Path) -> None:
+    """A store that lost the study is rebuilt from Ray's experiment folder by `reslab tracking sync`: the
+    launch comes back with its provenance and the paper's numbers, so every view shows what it did."""
+    from reslab.dashboard import layer_responses, results_table, study_definition, trial_runs
+
+    folder = Path(store.removeprefix("sqlite:///")).parents[1] / "dash-smoke"
+    rebuilt = f"sqlite:///{tmp_path / 'rebuilt.db'}"
+    reslab = str(Path(sys.executable).with_name("reslab"))
+    command = [reslab, "tracking", "sync", str(folder), "--tracking-uri", rebuilt]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    original, copy = study_definition(store, "dash-smoke"), study_definition(rebuilt, "dash-smoke")
+    assert copy.paper == original.paper == {"cifar_resnet20": 8.75} and copy.variants == original.variants
+    assert copy.title == "Fig. 6 in small" and copy.provenance == original.provenance
+    assert "dash.py" in copy.provenance["command"]
+    runs, copied_runs = trial_runs(store, "dash-smoke"), trial_runs(rebuilt, "dash-smoke")
+    pd.testing.assert_frame_equal(results_table(copied_runs, copy), results_table(runs, original))
+    pd.testing.assert_frame_equal(layer_responses(rebuilt, copied_runs), layer_responses(store, runs))
+
+
 def app_test(uri: str, monkeypatch: pytest.MonkeyPatch):
     """The app run by AppTest on `uri`; the variable stays set for the test, so reruns read the same store."""
     from streamlit.testing.v1 import AppTest

@@ -237,6 +237,10 @@ def run_study(
     """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary."""
     from ray import tune
 
+    from ..tracking.callback import MLflowTracking
+    from ..tracking.store import artifact_location
+    from ..tracking.sync import LAUNCH_RECORD
+
     study.validate(profile, data_dir)
     tracking_uri = resolve_tracking_uri(tracking_uri)
     check_reachable(tracking_uri)  # a server that is down fails the launch before any trial starts
@@ -265,7 +269,11 @@ def run_study(
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
         _write_text(path, "grid.json", json.dumps({"fingerprint": fingerprint, "trials": len(trials)}))
-        tracking = tracking_callback(study, profile, name, trials, tracking_uri)
+        record = launch_record(study, profile, trials)
+        _write_text(path, LAUNCH_RECORD, json.dumps(record, indent=2, default=str))
+        tracking = MLflowTracking(
+            tracking_uri, name, record["tags"], record["definition"], artifact_location(tracking_uri)
+        )
         tuner = _new_tuner(
             trainable, study, profile, trials, name, storage_uri, max_concurrent_trials, cluster_gpus, tracking
         )
@@ -326,16 +334,16 @@ def _register_models(uri: str, experiment: str, results: Any, tags: dict[str, st
         print(f"registered models:/{registered}/{version} (alias @best)", file=out)
 
 
-def tracking_callback(study: Study, profile: str, name: str, trials: list[Trial], uri: str) -> Any:
-    """The MLflow callback for this launch, its parent run tagged with provenance."""
+def launch_record(study: Study, profile: str, trials: list[Trial]) -> dict[str, Any]:
+    """What a launch records about itself: provenance tags (command, commit, versions) and the study's
+    definition (variant order, the paper's numbers, every trial's config). MLflow's parent run carries
+    both; a copy beside grid.json lets `reslab tracking sync` rebuild them into a store that lost them."""
     import platform as python_platform
     import subprocess
 
     import torch
 
     from .. import __version__
-    from ..tracking.callback import MLflowTracking
-    from ..tracking.store import artifact_location
 
     try:  # the commit of reslab's own source (not of the working directory); "unknown" when not in a checkout
         source = str(Path(__file__).resolve().parent)
@@ -361,7 +369,7 @@ def tracking_callback(study: Study, profile: str, name: str, trials: list[Trial]
         "metric": study.metric,
         "trials": [{"label": t.label, "seed": t.seed, "config": t.config.to_dict()} for t in trials],
     }
-    return MLflowTracking(uri, name, tags, definition, artifact_location(uri))
+    return {"tags": tags, "definition": definition}
 
 
 def _resources_fn(cluster_gpus: float, gpus_per_trial: float | None) -> Callable[[dict], Any]:

@@ -18,6 +18,8 @@ from typing import Any
 from .callback import METRICS, MLflowTracking
 from .registry import MODEL_TAG
 
+LAUNCH_RECORD = "launch.json"  # the launch's provenance tags and study definition, beside grid.json
+
 
 @dataclass
 class SyncReport:
@@ -51,10 +53,14 @@ def _latest_checkpoint(trial_folder: Path) -> Any:
 
 def sync_experiment(folder: str | Path, uri: str, finished: dict[str, bool] | None = None) -> SyncReport:
     """Bring the MLflow experiment named after `folder` (a study's experiment folder) up to date with
-    the reports in it. `finished` maps trial ids to whether the trial ended well (True) or failed
-    (False); trials absent from it are closed only when their last report reached the planned iteration."""
+    the reports in it; into a store without that experiment, the launch comes back too, with its
+    provenance and the study's definition (variant order, the paper's numbers). `finished` maps trial
+    ids to whether the trial ended well (True) or failed (False); trials absent from it are closed only
+    when their last report reached the planned iteration."""
     folder = Path(folder)
-    tracking = MLflowTracking(uri, folder.name, {}, {})
+    record_path = folder / LAUNCH_RECORD  # absent in folders of studies run before it was written
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    tracking = MLflowTracking(uri, folder.name, record.get("tags", {}), record.get("definition", {}))
     tracking.attach()
     client, report = tracking.client, SyncReport()
     for params_path in sorted(folder.glob("*/params.json")):
