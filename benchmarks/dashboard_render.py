@@ -5,7 +5,8 @@ launch run with study.json, trial runs tagged like the callback tags them). Time
 
 - the first query (runs + every curve from the store), which the app then caches for 10 s;
 - the render after it: seed bands, the Plotly figure and its JSON (what Streamlit sends the browser),
-  as a ratio against the first query.
+  as a ratio against the first query;
+- the study's HTML report (its own queries included) and its size, also against the first query.
 
     python benchmarks/dashboard_render.py [--trials 100] [--points 640]
 """
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 from reslab.dashboard import error_curve_figure, error_curves, study_definition, trial_runs
+from reslab.dashboard.report import study_report
 from reslab.tracking import prepare_store
 from reslab.tracking.callback import LAUNCH_TAG, TRIAL_TAG
 
@@ -74,12 +76,19 @@ def main() -> None:
             figure = error_curve_figure(curves, definition.variants, single_seeds=single)
             figure.to_json()
             renders.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        report = study_report(uri, experiment)
+        reported = time.perf_counter() - started
     print(
         f"store: {args.trials} trials x {args.points} points x 2 metrics = {len(curves):,} values ({generated:.1f} s)"
     )
     print(f"first query (runs + curves): {query:.2f} s")
     print(f"render, mean ± std band over seeds: {renders[0]:.2f} s ({renders[0] / query:.2f}x the first query)")
     print(f"render, every seed as a line:       {renders[1]:.2f} s ({renders[1] / query:.2f}x the first query)")
+    size = len(report.encode()) / 1e6
+    ratio = reported / query
+    print(f"HTML report with its queries:      {reported:.2f} s ({ratio:.2f}x the first query, {size:.1f} MB)")
 
 
 if __name__ == "__main__":
