@@ -8,6 +8,7 @@ $MLFLOW_TRACKING_URI, else the local `runs/mlflow.db`.
 from __future__ import annotations
 
 import os
+import time
 
 import streamlit as st
 
@@ -40,12 +41,6 @@ def studies(uri: str):
     return list_studies(uri)
 
 
-@st.cache_data(ttl=REFRESH_S, show_spinner=False)
-def runs_and_curves(uri: str, experiment: str):
-    runs = trial_runs(uri, experiment)
-    return runs, error_curves(uri, runs), study_definition(uri, experiment)
-
-
 st.title("reslab")
 try:
     table = studies(uri)
@@ -60,8 +55,12 @@ if table.empty:
     st.stop()
 
 experiment = st.sidebar.selectbox("Study", table["study"].tolist())
-st.sidebar.caption(f"store: {uri}")
-runs, curves, definition = runs_and_curves(uri, experiment)
+running = int(table.loc[table["study"] == experiment, "running"].iloc[0]) > 0
+live = st.sidebar.toggle(
+    f"Live (every {REFRESH_S} s)",
+    value=running,
+    help="redraw the views on their own while trials run (on by default when the study has running trials)",
+)
 st.sidebar.download_button(
     "Download report (HTML)",
     lambda: study_report(uri, experiment),  # built on click, not on every rerun: it inlines plotly.js (4.8 MB)
@@ -73,6 +72,13 @@ st.sidebar.download_button(
 if st.sidebar.button("Refresh now"):
     st.cache_data.clear()
     st.rerun()
+st.sidebar.caption(f"store: {uri}")
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def runs_and_curves(uri: str, experiment: str):
+    runs = trial_runs(uri, experiment)
+    return runs, error_curves(uri, runs), study_definition(uri, experiment)
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
@@ -90,57 +96,79 @@ def searched(uri: str, experiment: str):
     return search_trials(uri, experiment)
 
 
-studies_tab, curves_tab, table_tab, responses_tab, search_tab, models_tab = st.tabs(
-    ["Studies", "Error curves", "Tables", "Layer responses", "Search", "Models"]
-)
+def draw_views() -> None:
+    """Every view of the chosen study, from the cached queries."""
+    runs, curves, definition = runs_and_curves(uri, experiment)
+    counts = ", ".join(f"{n} {status}" for status, n in runs["status"].value_counts().sort_index().items())
+    latest = int(curves["iteration"].max()) if not curves.empty else 0
+    st.caption(
+        f"{len(runs)} trials ({counts or 'none yet'}) · latest report at iteration {latest:,} · "
+        f"read at {time.strftime('%H:%M:%S')}" + (f" · live, every {REFRESH_S} s" if live else "")
+    )
+    studies_tab, curves_tab, table_tab, responses_tab, search_tab, models_tab = st.tabs(
+        ["Studies", "Error curves", "Tables", "Layer responses", "Search", "Models"]
+    )
 
-with studies_tab:
-    st.subheader("Studies")
-    st.dataframe(table, hide_index=True, width="stretch")
+    with studies_tab:
+        st.subheader("Studies")
+        st.dataframe(studies(uri), hide_index=True, width="stretch")
 
-with curves_tab:
-    st.subheader(f"{experiment}: {definition.title}" if definition.title else experiment)
-    variants = definition.variants or sorted(runs["variant"].unique())
-    chosen = st.multiselect("Configurations", variants, default=variants)
-    single = st.toggle("Single seeds", value=False)
-    log_y = st.toggle("Log scale", value=False)
-    if curves.empty:
-        st.info("No curves yet: the trials have not reported.")
-    else:
-        figure = error_curve_figure(curves, chosen, single_seeds=single, log_y=log_y)
-        st.plotly_chart(figure, width="stretch")
-        st.caption("dashed: training error, bold: test error; band: ± std over seeds")
+    with curves_tab:
+        st.subheader(f"{experiment}: {definition.title}" if definition.title else experiment)
+        variants = definition.variants or sorted(runs["variant"].unique())
+        chosen = st.multiselect("Configurations", variants, default=variants)
+        single = st.toggle("Single seeds", value=False)
+        log_y = st.toggle("Log scale", value=False)
+        if curves.empty:
+            st.info("No curves yet: the trials have not reported.")
+        else:
+            figure = error_curve_figure(curves, chosen, single_seeds=single, log_y=log_y)
+            st.plotly_chart(figure, width="stretch")
+            st.caption("dashed: training error, bold: test error; band: ± std over seeds")
 
-with table_tab:
-    results = results_table(runs, definition)
-    st.markdown(to_markdown(results, f"{definition.title or experiment} — profile {definition.profile or '?'}"))
-    st.download_button("Download CSV", results.to_csv(index=False), f"{experiment}.csv", "text/csv")
-    st.subheader("Trials")
-    st.dataframe(runs.drop(columns=["run_id", "artifact_uri"]), hide_index=True, width="stretch")
+    with table_tab:
+        results = results_table(runs, definition)
+        title = f"{definition.title or experiment} — profile {definition.profile or '?'}"
+        st.markdown(to_markdown(results, title))
+        st.download_button("Download CSV", results.to_csv(index=False), f"{experiment}.csv", "text/csv")
+        st.subheader("Trials")
+        st.dataframe(runs.drop(columns=["run_id", "artifact_uri"]), hide_index=True, width="stretch")
 
-with responses_tab:
-    found = responses(uri, experiment)
-    if found.empty:
-        st.info("This study did not compute layer responses (Fig. 7); studies/layer_responses.py does.")
-    else:
-        st.plotly_chart(layer_response_figure(found, definition.variants or None), width="stretch")
-        st.caption("std of each 3x3 layer's output after BN, before ReLU / addition, on the test set (Fig. 7)")
+    with responses_tab:
+        found = responses(uri, experiment)
+        if found.empty:
+            st.info("This study did not compute layer responses (Fig. 7); studies/layer_responses.py does.")
+        else:
+            st.plotly_chart(layer_response_figure(found, definition.variants or None), width="stretch")
+            st.caption("std of each 3x3 layer's output after BN, before ReLU / addition, on the test set (Fig. 7)")
 
-with search_tab:
-    trials = searched(uri, experiment)
-    if trials.empty:
-        st.info("This study is a grid, not a search; studies/lr_search.py searches lr and weight decay.")
-    else:
-        st.plotly_chart(search_figure(trials), width="stretch")
-        st.caption("one line per trial; ASHA stops the trials that fall behind before their planned iterations")
-        st.subheader("Best trials")
-        st.dataframe(trials.head(10), hide_index=True, width="stretch")
+    with search_tab:
+        trials = searched(uri, experiment)
+        if trials.empty:
+            st.info("This study is a grid, not a search; studies/lr_search.py searches lr and weight decay.")
+        else:
+            st.plotly_chart(search_figure(trials), width="stretch")
+            st.caption("one line per trial; ASHA stops the trials that fall behind before their planned iterations")
+            st.subheader("Best trials")
+            st.dataframe(trials.head(10), hide_index=True, width="stretch")
 
-with models_tab:
-    registered = models(uri)
-    if registered.empty:
-        st.info("No registered models yet: a finished study registers the best net of each configuration.")
-    else:
-        st.dataframe(registered, hide_index=True, width="stretch")
-        choice = st.selectbox("Pull", registered["pull"].tolist())
-        st.code(choice, language="bash")
+    with models_tab:
+        registered = models(uri)
+        if registered.empty:
+            st.info("No registered models yet: a finished study registers the best net of each configuration.")
+        else:
+            st.dataframe(registered, hide_index=True, width="stretch")
+            choice = st.selectbox("Pull", registered["pull"].tolist())
+            st.code(choice, language="bash")
+
+
+@st.fragment(run_every=REFRESH_S if live else None)
+def views() -> None:
+    """In live mode this part alone reruns on a timer; the cached queries (10 s TTL) bring the new reports."""
+    try:
+        draw_views()
+    except StoreUnavailable as error:
+        st.error(f"The tracking store {uri} stopped answering; the views come back when it does. {error}")
+
+
+views()

@@ -3,6 +3,7 @@ run by Streamlit's AppTest against that store, an empty store and a server that 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -154,6 +155,8 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
     assert not app.exception
     assert app.sidebar.selectbox[0].value == "dash-smoke"
     assert [b.label for b in app.sidebar.get("download_button")] == ["Download report (HTML)"]
+    assert app.sidebar.toggle[0].label == "Live (every 10 s)" and app.sidebar.toggle[0].value is False  # none running
+    assert any("2 trials (2 finished) · latest report at iteration 24" in c.value for c in app.caption)
     assert [t.label for t in app.tabs] == ["Studies", "Error curves", "Tables", "Layer responses", "Search", "Models"]
     charts = app.get("plotly_chart")
     assert len(charts) == 2  # the error curves and Fig. 7
@@ -195,15 +198,13 @@ def free_port() -> int:
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-@pytest.fixture(scope="module")
-def dashboard(store: str) -> Iterator[str]:
-    """`reslab dashboard` serving the store on 127.0.0.1: its URL once it answers."""
+@contextlib.contextmanager
+def serve(store: str) -> Iterator[str]:
+    """`reslab dashboard` serving `store` on 127.0.0.1: its URL once it answers."""
     import signal
     import time
     import urllib.request
 
-    if not CHROMIUM.is_file():
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
     port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("reslab")), "dashboard", "--tracking-uri", store, "--port", str(port)],
@@ -227,6 +228,14 @@ def dashboard(store: str) -> Iterator[str]:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def dashboard(store: str) -> Iterator[str]:
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    with serve(store) as url:
+        yield url
 
 
 @pytest.fixture
@@ -255,6 +264,38 @@ def test_the_dashboard_renders_in_headless_chromium(dashboard: str, chromium: An
     assert "cifar_resnet20 test" in legend and "cifar_plain20 train" in legend
     assert page.locator("[data-testid='stException']").count() == 0 and "Traceback" not in text
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_live_mode_redraws_as_a_study_reports(store: str, chromium: Any, tmp_path: Path) -> None:
+    """With Live on, a report written into the store reaches the open page on its own, no click needed:
+    the trial shows as running and the newest iteration appears."""
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    source = sqlite3.connect(store.removeprefix("sqlite:///"))
+    with sqlite3.connect(tmp_path / "live.db") as copy:  # a consistent copy of the WAL-mode store
+        source.backup(copy)
+    source.close()
+    uri = f"sqlite:///{tmp_path / 'live.db'}"
+    with serve(uri) as url:
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_text("latest report at iteration 24").wait_for(timeout=90_000)
+        page.get_by_text("Live (every 10 s)").click()
+        page.get_by_text("live, every 10 s").wait_for(timeout=30_000)
+
+        client = MlflowClient(uri)
+        (run,) = client.search_runs(
+            [client.get_experiment_by_name("dash-smoke").experiment_id], "tags.`reslab.variant` = 'cifar_resnet20'"
+        )
+        client.update_run(run.info.run_id, "RUNNING")  # as a restored driver reopens a trial's run
+        client.log_metric(run.info.run_id, "test_error", 0.61, step=30)
+        client.log_metric(run.info.run_id, "train_error", 0.55, step=30)
+        page.get_by_text("latest report at iteration 30").wait_for(timeout=60_000)  # no interaction since
+        assert "1 running" in page.inner_text("body")
+        assert page.locator("[data-testid='stException']").count() == 0
 
 
 @pytest.mark.slow
