@@ -157,6 +157,9 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
     assert [b.label for b in app.sidebar.get("download_button")] == ["Download report (HTML)"]
     assert app.sidebar.toggle[0].label == "Live (every 10 s)" and app.sidebar.toggle[0].value is False  # none running
     assert any("2 trials (2 finished) · latest report at iteration 24" in c.value for c in app.caption)
+    studies, trials = app.dataframe[0].value, app.dataframe[1].value  # the Studies and Tables views
+    assert studies.loc[0, "study"] == "dash-smoke" and studies.loc[0, "finished"] == 2
+    assert sorted(trials["variant"]) == ["cifar_plain20", "cifar_resnet20"] and set(trials["status"]) == {"finished"}
     assert [t.label for t in app.tabs] == ["Studies", "Error curves", "Tables", "Layer responses", "Search", "Models"]
     charts = app.get("plotly_chart")
     assert len(charts) == 2  # the error curves and Fig. 7
