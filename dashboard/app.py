@@ -24,6 +24,7 @@ from reslab.dashboard import (
     search_figure,
     search_trials,
     study_definition,
+    trial_counts,
     trial_runs,
 )
 from reslab.dashboard.report import study_report
@@ -99,10 +100,9 @@ def searched(uri: str, experiment: str):
 def draw_views() -> None:
     """Every view of the chosen study, from the cached queries."""
     runs, curves, definition = runs_and_curves(uri, experiment)
-    counts = ", ".join(f"{n} {status}" for status, n in runs["status"].value_counts().sort_index().items())
     latest = int(curves["iteration"].max()) if not curves.empty else 0
     st.caption(
-        f"{len(runs)} trials ({counts or 'none yet'}) · latest report at iteration {latest:,} · "
+        f"{trial_counts(runs)} · latest report at iteration {latest:,} · "
         f"read at {time.strftime('%H:%M:%S')}" + (f" · live, every {REFRESH_S} s" if live else "")
     )
     studies_tab, curves_tab, table_tab, responses_tab, search_tab, models_tab = st.tabs(

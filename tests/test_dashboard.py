@@ -347,6 +347,7 @@ def test_reslab_report_writes_the_studys_numbers_into_one_file(store: str, tmp_p
     for row in summary.itertuples():  # one seed each: the table shows "mean (1)"
         assert f"<td>{row.variant}</td>" in page and f"<td>{row.test_error_mean:.2f} (1)</td>" in page
     assert "<td>8.75</td>" in page  # the paper's ResNet-20
+    assert "2 trials (2 finished) · profile smoke" in page and "dash.py" in page  # the launch's command
     assert page.count("Plotly.newPlot(") == 2 and '"name":"cifar_resnet20 test"' in page
     assert "Layer responses (Fig. 7)" in page and "reslab models pull cifar10-cifar_resnet20-A/1" in page
     assert not re.search(r"""<(script|link|img|iframe)[^>]+(src|href)\s*=""", page)  # nothing loaded from outside

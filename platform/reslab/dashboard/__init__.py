@@ -13,6 +13,7 @@ from .queries import (
     search_trials,
     seed_bands,
     study_definition,
+    trial_counts,
     trial_runs,
 )
 
@@ -30,5 +31,6 @@ __all__ = [
     "search_trials",
     "seed_bands",
     "study_definition",
+    "trial_counts",
     "trial_runs",
 ]

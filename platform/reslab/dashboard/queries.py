@@ -164,6 +164,12 @@ def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).sort_values(["variant", "seed"], ignore_index=True)
 
 
+def trial_counts(runs: pd.DataFrame) -> str:
+    """The trials by status in words, e.g. "8 trials (1 diverged, 7 finished)"; the app and report say it."""
+    counts = ", ".join(f"{n} {status}" for status, n in runs["status"].value_counts().sort_index().items())
+    return f"{len(runs)} trials ({counts or 'none yet'})"
+
+
 def error_curves(uri: str, runs: pd.DataFrame, metrics: tuple[str, ...] = CURVE_METRICS) -> pd.DataFrame:
     """Long table of every run's curves: variant, seed, run_id, metric, iteration, error (%)."""
     client = client_for(uri)

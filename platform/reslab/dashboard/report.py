@@ -24,6 +24,7 @@ from .queries import (
     results_table,
     search_trials,
     study_definition,
+    trial_counts,
     trial_runs,
 )
 
@@ -70,8 +71,7 @@ def study_report(uri: str, experiment: str, *, generated: datetime | None = None
     runs = trial_runs(uri, experiment)
     title = f"{experiment}: {definition.title}" if definition.title else experiment
     when = (generated or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
-    counts = ", ".join(f"{n} {status}" for status, n in runs["status"].value_counts().sort_index().items())
-    meta = [f"{len(runs)} trials ({counts or 'none yet'})", f"profile {definition.profile or '?'}"]
+    meta = [trial_counts(runs), f"profile {definition.profile or '?'}"]
     meta += [f"store <code>{html.escape(uri)}</code>", f"written {when} by reslab {__version__}"]
     provenance = "".join(
         f"<li>{html.escape(key)}: <code>{html.escape(value)}</code></li>"
