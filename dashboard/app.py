@@ -77,14 +77,10 @@ st.sidebar.caption(f"store: {uri}")
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
-def runs_and_curves(uri: str, experiment: str):
+def study_data(uri: str, experiment: str):
+    """The study's runs, curves, definition and Fig. 7 data, read together: one runs query per refresh."""
     runs = trial_runs(uri, experiment)
-    return runs, error_curves(uri, runs), study_definition(uri, experiment)
-
-
-@st.cache_data(ttl=REFRESH_S, show_spinner=False)
-def responses(uri: str, experiment: str):
-    return layer_responses(uri, trial_runs(uri, experiment))
+    return runs, error_curves(uri, runs), study_definition(uri, experiment), layer_responses(uri, runs)
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
@@ -99,7 +95,7 @@ def searched(uri: str, experiment: str):
 
 def draw_views() -> None:
     """Every view of the chosen study, from the cached queries."""
-    runs, curves, definition = runs_and_curves(uri, experiment)
+    runs, curves, definition, responses = study_data(uri, experiment)
     latest = int(curves["iteration"].max()) if not curves.empty else 0
     st.caption(
         f"{trial_counts(runs)} · latest report at iteration {latest:,} · "
@@ -135,11 +131,10 @@ def draw_views() -> None:
         st.dataframe(runs.drop(columns=["run_id", "artifact_uri"]), hide_index=True, width="stretch")
 
     with responses_tab:
-        found = responses(uri, experiment)
-        if found.empty:
+        if responses.empty:
             st.info("This study did not compute layer responses (Fig. 7); studies/layer_responses.py does.")
         else:
-            st.plotly_chart(layer_response_figure(found, definition.variants or None), width="stretch")
+            st.plotly_chart(layer_response_figure(responses, definition.variants or None), width="stretch")
             st.caption("std of each 3x3 layer's output after BN, before ReLU / addition, on the test set (Fig. 7)")
 
     with search_tab:

@@ -93,11 +93,10 @@ def study_report(uri: str, experiment: str, *, generated: datetime | None = None
     )
     curves = error_curves(uri, runs)
     if not curves.empty:
-        variants = definition.variants or sorted(curves["variant"].unique())
         sections.append(
             _section(
                 "Error curves",
-                _figure(error_curve_figure(curves, [v for v in variants if v in set(curves["variant"])]), 560),
+                _figure(error_curve_figure(curves, definition.variants or None), 560),  # as the app draws them
                 _caption("dashed: training error, bold: test error; band: ± std over seeds"),
             )
         )
