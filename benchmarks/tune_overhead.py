@@ -19,7 +19,7 @@ import time
 import torch
 
 from reslab.study import Study, run_study
-from reslab.study.runner import _init_ray
+from reslab.study.preflight import ray_init
 from reslab.training import build_trainer
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     torch.set_num_threads(1)  # a trial runs with one CPU (Ray sets OMP_NUM_THREADS=1 for it)
     bare = bare_seconds(study)
     started = time.perf_counter()
-    _init_ray()
+    ray_init(None, verbose=False)
     startup = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as storage:
         tuned = tune_seconds(study, storage)

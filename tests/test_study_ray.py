@@ -255,7 +255,7 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
                 node.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(node.pid, signal.SIGKILL)
-    from reslab.study.runner import _live_local_cluster
+    from reslab.study.preflight import _live_local_cluster
 
     assert _live_local_cluster() is None  # the address file `ray start` left names a dead cluster: not joined
     trials = results(tmp_path / "two_nodes-smoke")

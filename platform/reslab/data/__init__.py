@@ -3,10 +3,12 @@
 from .cifar10 import DatasetNotFoundError, download_cifar10, find_batches_dir, load_cifar10
 from .imagenet import ImageFolderData
 from .images import ImageSet, Splits, hold_out
+from .layout import LAYOUTS, check_data_dir, detect_dataset
 from .stream import NORMALIZATIONS, Normalizer, TensorData, TrainingData, crop_and_flip
 from .synthetic import synthetic_splits
 
 __all__ = [
+    "LAYOUTS",
     "NORMALIZATIONS",
     "DatasetNotFoundError",
     "ImageFolderData",
@@ -15,7 +17,9 @@ __all__ = [
     "Splits",
     "TensorData",
     "TrainingData",
+    "check_data_dir",
     "crop_and_flip",
+    "detect_dataset",
     "download_cifar10",
     "find_batches_dir",
     "hold_out",

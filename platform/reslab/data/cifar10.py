@@ -32,7 +32,8 @@ class DatasetNotFoundError(FileNotFoundError):
 
 def find_batches_dir(data_dir: str | Path) -> Path | None:
     """The folder holding the pickled batches: `data_dir` itself or its `cifar-10-batches-py/`."""
-    for candidate in (Path(data_dir), Path(data_dir) / BATCHES_DIR):
+    root = Path(data_dir).expanduser()
+    for candidate in (root, root / BATCHES_DIR):
         if all((candidate / name).is_file() for name in (*TRAIN_FILES, TEST_FILE)):
             return candidate
     return None

@@ -135,7 +135,7 @@ class ImageFolderData:
         test_batch_size: int | None = None,
         shard: Shard | None = None,
     ) -> None:
-        root = Path(root)
+        root = Path(root).expanduser()
         self.shard = shard or Shard()
         self.train_set = _image_folder(root, "train", train_transform())
         self.test_set = _image_folder(root, "val", eval_transform(ten_crop=ten_crop))

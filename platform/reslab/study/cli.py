@@ -10,6 +10,7 @@ from dataclasses import replace
 from ..data import DatasetNotFoundError
 from ..tracking import TrackingUnavailable
 from .plan import format_plan, plan
+from .preflight import check_data_here
 from .runner import run_study
 from .spec import PROFILES, Study
 
@@ -54,6 +55,9 @@ def build_parser(*studies: Study) -> argparse.ArgumentParser:
         help="train each trial on N Ray Train workers (one GPU, or CPU, each) with DDP",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the trials and a compute/time estimate only")
+    parser.add_argument(
+        "--verbose", action="store_true", help="Ray Tune's own status tables and the trial workers' output too"
+    )
     return parser
 
 
@@ -63,6 +67,8 @@ def main(*studies: Study, argv: list[str] | None = None) -> int:
     A study file may offer one study per dataset (e.g. CIFAR-10 and ImageNet); `--dataset` picks one.
     """
     args = build_parser(*studies).parse_args(argv)
+    if not args.verbose:  # Ray Tune's legacy reporter at verbosity 0 prints nothing; reslab's console speaks
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     study = next(s for s in studies if s.dataset == getattr(args, "dataset", studies[0].dataset))
     if args.data_parallel is not None:
         study = replace(study, settings={**study.settings, "data_parallel": args.data_parallel})
@@ -70,6 +76,7 @@ def main(*studies: Study, argv: list[str] | None = None) -> int:
         study.validate(args.profile, args.data_dir)
         if args.dry_run:
             trials = study.trials(args.profile, args.data_dir)
+            check_data_here(trials)
             concurrency = args.max_concurrent_trials or os.cpu_count() or 1
             print(format_plan(plan(trials), concurrency, "this machine"))
             return 0
@@ -82,8 +89,13 @@ def main(*studies: Study, argv: list[str] | None = None) -> int:
             max_concurrent_trials=args.max_concurrent_trials,
             gpus_per_trial=args.gpus_per_trial,
             tracking_uri=args.tracking_uri,
+            verbose=args.verbose,
         )
-    except (ValueError, DatasetNotFoundError, TrackingUnavailable) as error:
+    except DatasetNotFoundError as error:
+        choices = f"; --dataset chooses the study's data: {', '.join(s.dataset for s in studies)}"
+        print(f"{study.name}: error: {error}{choices if len(studies) > 1 else ''}", file=sys.stderr)
+        return 2
+    except (ValueError, TrackingUnavailable) as error:
         print(f"{study.name}: error: {error}", file=sys.stderr)
         return 2
     failed = [o for o in run.outcomes if o.status == "failed"]

@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import os
-import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -22,11 +21,13 @@ from typing import Any, TextIO
 
 import pandas as pd
 
+from ..data import DatasetNotFoundError
 from ..models import get_model_info
 from ..tracking import check_reachable, prepare_store, resolve_tracking_uri
 from ..training import TrainConfig, TrainingDiverged, build_trainer
 from ..training.responses import layer_responses
 from .data_parallel import TRIAL_CHECKPOINT, train_data_parallel
+from .preflight import check_data_here, check_data_on_nodes, cluster_address, describe_cluster, ray_init
 from .spec import Study, Trial, trial_label, variant_label
 from .summary import (
     TrialOutcome,
@@ -39,6 +40,9 @@ from .summary import (
 )
 
 MAX_FAILURES = 3  # retries of a trial from its last checkpoint after a worker or node is lost
+# Errors that the same config meets again on every attempt (missing data, an invalid config or model): the
+# trial ends at once as failed with the reason; retrying is only for the loss of a worker or node.
+DETERMINISTIC_ERRORS = (DatasetNotFoundError, ValueError)
 COORDINATOR_MEMORY = 256 * 2**20  # bytes reserved for a data-parallel trial's coordinating function
 
 
@@ -79,13 +83,18 @@ def train_trial(params: dict[str, Any]) -> None:
         extra = {"node_id": context.get_node_id(), "pid": os.getpid(), "gpu_ids": ""}
         train_data_parallel(params, extra, params["trial"]["storage"], MAX_FAILURES)
         return
-    trainer = build_trainer(config)
+    context = ray.get_runtime_context()
+    try:
+        trainer = build_trainer(config)
+    except DETERMINISTIC_ERRORS as error:
+        node = {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+        tune.report({**failed_metrics(error), **node})
+        return
     resumed_from = 0
     if (checkpoint := tune.get_checkpoint()) is not None:
         with checkpoint.as_directory() as folder:
             trainer.resume(Path(folder) / TRIAL_CHECKPOINT)
         resumed_from = trainer.iteration
-    context = ray.get_runtime_context()
     extra = {
         "resumed_from": resumed_from,  # 0, or the iteration this attempt restarted from after a failure
         "node_id": context.get_node_id(),
@@ -117,6 +126,14 @@ def diverged_metrics(iteration: int, error: TrainingDiverged) -> dict[str, Any]:
     nan = float("nan")
     reason = str(error)
     return {"iteration": iteration, "train_error": nan, "test_error": nan, "diverged": True, "diverged_reason": reason}
+
+
+def failed_metrics(error: Exception) -> dict[str, Any]:
+    """The one report of a trial that cannot start (missing data, invalid config): it ends as failed with
+    the reason, instead of raising into Tune, which would retry it MAX_FAILURES times for nothing."""
+    nan = float("nan")
+    reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+    return {"iteration": 0, "train_error": nan, "test_error": nan, "failed": True, "failed_reason": reason}
 
 
 @dataclass(frozen=True)
@@ -167,34 +184,6 @@ def _storage_uri(storage: str | os.PathLike) -> str:
     return text if "://" in text else str(Path(text).resolve())
 
 
-def _init_ray() -> None:
-    """Join the cluster named by RAY_ADDRESS, else the one `ray start` made on this machine if it still
-    answers (how `ray submit` runs a study on the head), else start a Ray here.
-
-    Ray itself would try the address file a `ray start` left behind even when that cluster is gone and
-    wait for it; a local study must not hang on a stale file.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS") or _live_local_cluster()
-    ray.init(address=address or "local", include_dashboard=False, log_to_driver=True, configure_logging=False)
-
-
-def _live_local_cluster() -> str | None:
-    """The address of the cluster `ray start` last started on this machine, if it accepts connections."""
-    try:
-        from ray._common.utils import get_ray_address_file
-
-        address = Path(get_ray_address_file(None)).read_text().strip()
-        host, port = address.rsplit(":", 1)
-        with socket.create_connection((host, int(port)), timeout=2):
-            return address
-    except (OSError, ValueError, ImportError):
-        return None
-
-
 def _outcome(result: Any, searching: bool) -> TrialOutcome:
     trial = result.config["trial"]
     metrics = result.metrics or {}
@@ -202,6 +191,8 @@ def _outcome(result: Any, searching: bool) -> TrialOutcome:
     planned = trial["config"]["recipe"]["iterations"]
     if result.error is not None:
         status, reason = "failed", f"{type(result.error).__name__}: {result.error}".splitlines()[0]
+    elif metrics.get("failed"):
+        status, reason = "failed", metrics.get("failed_reason", "")
     elif metrics.get("diverged"):
         status, reason = "diverged", metrics.get("diverged_reason", "")
     elif iterations < planned and searching:
@@ -233,6 +224,7 @@ def run_study(
     gpus_per_trial: float | None = None,
     tracking_uri: str | None = None,
     out: TextIO = sys.stdout,
+    verbose: bool = False,
 ) -> StudyRun:
     """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary."""
     from ray import tune
@@ -242,10 +234,13 @@ def run_study(
     from ..tracking.sync import LAUNCH_RECORD
 
     study.validate(profile, data_dir)
+    trials = study.trials(profile, data_dir)
+    address = cluster_address()
+    if address is None:
+        check_data_here(trials)  # before Ray starts or anything is written: the trials read the data here
     tracking_uri = resolve_tracking_uri(tracking_uri)
     check_reachable(tracking_uri)  # a server that is down fails the launch before any trial starts
     prepare_store(tracking_uri)
-    trials = study.trials(profile, data_dir)
     storage_uri = _storage_uri(storage)
     name = experiment_name(study, profile)
     path = f"{storage_uri}/{name}"
@@ -259,10 +254,12 @@ def run_study(
     # Save the experiment state (which trials finished, their latest checkpoints) every second instead of
     # Tune's default of every 10 s or more, so a driver killed just after a trial ends does not re-run it.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-    _init_ray()
-    import ray
-
-    cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+    ray_init(address, verbose)
+    if address is not None:
+        check_data_on_nodes(trials)  # where the trials will read it, before any trial starts
+    where, cluster_gpus = describe_cluster(address)
+    print(f"{name}: {len(trials)} trials on {where}", file=out)
+    print(f"tracking: {tracking_uri}   storage: {path}", file=out, flush=True)
     trainable = tune.with_resources(train_trial, _resources_fn(cluster_gpus, gpus_per_trial))
     if tune.Tuner.can_restore(path):
         print(f"restoring {path}: finished trials are kept, unfinished ones resume", file=out)
@@ -275,7 +272,7 @@ def run_study(
             tracking_uri, name, record["tags"], record["definition"], artifact_location(tracking_uri)
         )
         tuner = _new_tuner(
-            trainable, study, profile, trials, name, storage_uri, max_concurrent_trials, cluster_gpus, tracking
+            trainable, study, profile, trials, name, storage_uri, max_concurrent_trials, cluster_gpus, tracking, verbose
         )
     results = tuner.fit()
     outcomes = [_outcome(result, study.search is not None) for result in results]
@@ -294,6 +291,8 @@ def run_study(
         markdown += "\n" + responses_markdown(responses, [variant_label(v) for v in study.variants])
     _write_text(path, "summary.md", markdown)
     print(markdown, file=out)
+    print(f"results: {path} (summary.md, summary.csv; Ray Tune's trial folders)", file=out)
+    print(f"dashboard: reslab dashboard --tracking-uri {tracking_uri}", file=out)
     return StudyRun(path, outcomes, table)
 
 
@@ -392,9 +391,12 @@ def _new_tuner(
     max_concurrent: int | None,
     gpus: float,
     tracking: Any,
+    verbose: bool = False,
 ) -> Any:
     """A Tuner over the study's grid, or, for a search study, over Optuna's samples with ASHA stopping."""
     from ray import tune
+
+    from .console import ConsoleReport
 
     point = {"layer_responses": study.layer_responses, "storage": storage, "gpus_per_worker": gpus}
     points = [{"label": t.label, "seed": t.seed, "config": t.config.to_dict(), **point} for t in trials]
@@ -418,8 +420,8 @@ def _new_tuner(
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[tracking],
-            verbose=1,
+            callbacks=[tracking, ConsoleReport()],
+            verbose=2 if verbose else 0,  # Ray Tune's own status table and trial dumps, behind --verbose
         ),
     )
 

@@ -197,8 +197,13 @@ class MLflowTracking(Callback):
         self._guarded(lambda: self.finish(trial, trial.last_result or {}, trial.checkpoint))
 
     def finish(self, trial: Any, result: dict, checkpoint: Any) -> None:
-        """Close a finished trial's run: diverged tag, or its net logged; layer responses; FINISHED."""
+        """Close an ended trial's run: FAILED with the reason when it could not start; else diverged tag or its
+        net logged, layer responses, FINISHED."""
         run_id = self._run_for(trial)
+        if result.get("failed"):  # the trial could not start (missing data, invalid config): no net to log
+            self.client.set_tag(run_id, "reslab.failed", result.get("failed_reason", "true"))
+            self.client.set_terminated(run_id, "FAILED")
+            return
         if result.get("diverged"):
             self.client.set_tag(run_id, "diverged", result.get("diverged_reason", "true"))
         elif checkpoint is not None:

@@ -81,6 +81,8 @@ def sync_experiment(folder: str | Path, uri: str, finished: dict[str, bool] | No
         planned = trial.config["trial"]["config"]["recipe"]["iterations"]
         last = reports[-1]
         ended = (finished or {}).get(trial.trial_id)
+        if last.get("failed"):
+            ended = False  # it could not start: its run is FAILED, never a model
         if ended is None and (last.get("diverged") or int(last.get("iteration", 0)) >= planned):
             ended = True
         run = client.get_run(run_id)
