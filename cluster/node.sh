@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# What every reslab node runs, for both cluster configs (gpu.yaml on AWS, onprem.yaml on a lab's own
+# machines): one source of truth, so the test that runs `ray up` on onprem.yaml proves gpu.yaml's commands.
+#
+#   bash ~/reslab/cluster/node.sh setup [--storage URI]     venv with the pinned set; `ray submit` shells use it
+#   bash ~/reslab/cluster/node.sh start-mlflow --backend-store-uri URI --artifacts-destination URI
+#   bash ~/reslab/cluster/node.sh start-head                 Ray's head, with the autoscaler ray up configured
+#   bash ~/reslab/cluster/node.sh start-worker               join the head at $RAY_HEAD_IP (set by Ray's updater)
+#   bash ~/reslab/cluster/node.sh stop-mlflow                stop the tracking server (ray down leaves it serving)
+#
+# Settings the node's environment may give (defaults in brackets): RESLAB_RAY_PORT [6379],
+# RESLAB_MLFLOW_PORT [5000]. RESLAB_NODE_REUSE_ENV=<a site-packages folder with the pinned set> makes
+# `setup` link that environment instead of installing (how the tests run these commands in seconds).
+#
+# Values that `ray submit` shells need (the venv, RESLAB_STORAGE, MLFLOW_TRACKING_URI, RAY_ADDRESS) go into
+# ~/.bashrc as lines ending in "# reslab", replaced on every run: `ray submit` runs the study in a login
+# shell that reads ~/.bashrc and nothing else (variables on the `ray start` line never reach it).
+set -euo pipefail
+
+RESLAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$HOME/venv"
+RAY_PORT="${RESLAB_RAY_PORT:-6379}"
+MLFLOW_PORT="${RESLAB_MLFLOW_PORT:-5000}"
+MLFLOW_DIR="$HOME/reslab-mlflow"
+
+remember() {  # remember NAME VALUE: export NAME=VALUE in every later login shell (one line, replaced)
+  touch ~/.bashrc
+  sed -i "/^export $1=.* # reslab\$/d" ~/.bashrc
+  echo "export $1=$(printf '%q' "$2")  # reslab" >> ~/.bashrc
+}
+
+launcher() {  # launcher NAME MODULE CALL: a console script in the venv for a reused environment
+  printf '#!%s\nimport sys\nfrom %s import %s\nsys.exit(%s())\n' "$VENV/bin/python" "$2" "$3" "$3" > "$VENV/bin/$1"
+  chmod +x "$VENV/bin/$1"
+}
+
+setup() {
+  local storage=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --storage) storage="$2"; shift 2 ;;
+      *) echo "node.sh setup: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  local python
+  python="$(command -v python3.12 || command -v python3.11 || command -v python3)"
+  if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "node.sh: reslab's pinned set needs Python >= 3.11; $python is $("$python" --version 2>&1)" >&2
+    exit 2
+  fi
+  if [ -n "${RESLAB_NODE_REUSE_ENV:-}" ]; then
+    "$python" -m venv --without-pip "$VENV"
+    local site
+    site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+    printf '%s\n%s\n' "$RESLAB_DIR/platform" "$RESLAB_NODE_REUSE_ENV" > "$site/00-reslab-node.pth"
+    launcher ray ray.scripts.scripts main
+    launcher mlflow mlflow.cli cli
+    launcher reslab reslab.cli main
+  else
+    "$python" -m venv "$VENV"
+    "$VENV/bin/pip" install -q -c "$RESLAB_DIR/constraints.txt" -e "$RESLAB_DIR"
+  fi
+  sed -i '/^source .*venv\/bin\/activate  # reslab$/d' ~/.bashrc 2>/dev/null || true
+  echo "source $VENV/bin/activate  # reslab" >> ~/.bashrc
+  if [ -n "$storage" ]; then remember RESLAB_STORAGE "$storage"; fi
+}
+
+mlflow_pid() {  # the running tracking server's pid, if any
+  local pid
+  pid="$(cat "$MLFLOW_DIR/server.pid" 2>/dev/null || true)"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
+}
+
+start_mlflow() {
+  local backend="" artifacts=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --backend-store-uri) backend="$2"; shift 2 ;;
+      --artifacts-destination) artifacts="$2"; shift 2 ;;
+      *) echo "node.sh start-mlflow: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  mkdir -p "$MLFLOW_DIR"
+  local uri="http://127.0.0.1:$MLFLOW_PORT"
+  remember MLFLOW_TRACKING_URI "$uri"
+  if [ -n "$(mlflow_pid)" ]; then return 0; fi
+  # 127.0.0.1 only: the driver on this head is the only writer; people reach it through ssh port forwarding
+  setsid "$VENV/bin/mlflow" server --host 127.0.0.1 --port "$MLFLOW_PORT" --backend-store-uri "$backend" \
+    --artifacts-destination "$artifacts" > "$MLFLOW_DIR/server.log" 2>&1 < /dev/null &
+  echo $! > "$MLFLOW_DIR/server.pid"
+  for _ in $(seq 120); do
+    if "$VENV/bin/python" -c "import urllib.request as u; u.urlopen('$uri/health', timeout=2)" 2>/dev/null; then
+      return 0
+    fi
+    sleep 1
+  done
+  echo "node.sh: the MLflow server did not answer at $uri in 120 s; see $MLFLOW_DIR/server.log" >&2
+  exit 1
+}
+
+stop_mlflow() {
+  local pid
+  pid="$(mlflow_pid)"
+  if [ -n "$pid" ]; then kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"; fi
+  rm -f "$MLFLOW_DIR/server.pid"
+}
+
+start_head() {
+  "$VENV/bin/ray" stop
+  "$VENV/bin/ray" start --head --port="$RAY_PORT" --autoscaling-config="$HOME/ray_bootstrap_config.yaml" \
+    --disable-usage-stats
+  remember RAY_ADDRESS "127.0.0.1:$RAY_PORT"  # a study started on the head joins this cluster
+}
+
+start_worker() {
+  "$VENV/bin/ray" stop
+  "$VENV/bin/ray" start --address="$RAY_HEAD_IP:$RAY_PORT" --disable-usage-stats
+}
+
+command="${1:-}"
+shift || true
+case "$command" in
+  setup) setup "$@" ;;
+  start-mlflow) start_mlflow "$@" ;;
+  stop-mlflow) stop_mlflow ;;
+  start-head) start_head ;;
+  start-worker) start_worker ;;
+  *) echo "usage: node.sh setup|start-mlflow|stop-mlflow|start-head|start-worker [options]" >&2; exit 2 ;;
+esac
