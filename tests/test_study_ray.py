@@ -564,3 +564,74 @@ def test_a_server_lost_mid_study_loses_no_result(tmp_path: Path) -> None:
 def tracked_runs_offline(db: Path, experiment: str) -> tuple[list, dict[str, list[int]]]:
     """The same view as `tracked_runs`, read from a stopped server's SQLite file."""
     return tracked_runs(f"sqlite:///{db}", experiment)
+
+
+def test_missing_data_on_a_node_fails_its_trial_once_and_is_refused_before_trials_once_seen(
+    cifar_subset: Path, tmp_path: Path
+) -> None:
+    """`--data-dir ~/cifar` exists in the driver's home but not in the worker node's. A node that joins after
+    the launch (as an autoscaled one does) gets the trial, which fails once with the reason, not 4 times; a
+    launch onto the cluster once that node is up is refused before any trial, naming the node."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    address = f"127.0.0.1:{free_port()}"
+    env = study_env(RAY_AUTH_MODE="disabled", HOME=str(tmp_path / "driver"))  # a token would live in a home
+    (tmp_path / "driver").mkdir()
+    (tmp_path / "driver" / "cifar").symlink_to(cifar_subset)
+    worker_home = tmp_path / "worker"  # no cifar/ here
+    worker_home.mkdir()
+    nodes = []
+
+    def ray_start(home: Path, cpus: int, *args: str) -> None:
+        node = [ray, "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus)]
+        nodes.append(
+            subprocess.Popen(
+                [*node, "--disable-usage-stats", *args],
+                env={**env, "HOME": str(home)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+
+    settings = {"model": "cifar_resnet20", "iterations": 24, "eval_every": 12, "batch_size": 32}
+    args = ("--data-dir", "~/cifar", "--profile", "smoke", "--storage", str(tmp_path))
+    try:
+        ray_start(tmp_path / "driver", 0, "--head", "--port", address.split(":")[1], "--include-dashboard", "false")
+        wait_for(lambda: alive_nodes(address, env) == 1, 120, "the head node")
+        script = write_study(tmp_path, "late_node", "[{'lr': 0.1}]", settings)
+        launch = subprocess.Popen(
+            [sys.executable, str(script), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+            env={**env, "RAY_ADDRESS": address},
+        )  # fmt: skip
+        console = []
+        for line in launch.stdout:  # the head has no CPU: the trial waits for a node, checked at launch: none
+            console.append(line)
+            if "1 trials on the cluster" in line:
+                break
+        ray_start(worker_home, 1, "--address", address)
+        console += launch.stdout.readlines()
+        assert launch.wait(timeout=600) == 1, "".join(console)[-3000:]  # a failed trial: exit 1
+        text = "".join(console)
+        assert "failed: DatasetNotFoundError" in text and str(worker_home / "cifar") in text
+        trials = results(tmp_path / "late_node-smoke")
+        [lines] = trials.values()
+        assert len(lines) == 1 and lines[0]["failed"] and "CIFAR-10 not found" in lines[0]["failed_reason"]
+        [folder] = [p for p in (tmp_path / "late_node-smoke").iterdir() if p.is_dir()]
+        assert not list(folder.glob("error*")), "the trial raised into Tune (and was retried)"
+        assert summary(tmp_path / "late_node-smoke").loc["lr=0.1", "failed"] == 1
+
+        # the worker is up now: a new launch is refused before any trial, naming that node
+        script = write_study(tmp_path, "refused", "[{'lr': 0.1}]", settings)
+        done = run(script, *args, env={**env, "RAY_ADDRESS": address})
+        assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "error: on node " in done.stderr and f"{worker_home / 'cifar'} does not exist" in done.stderr
+        assert not (tmp_path / "refused-smoke").exists()  # no trial, no experiment folder
+    finally:
+        for node in reversed(nodes):
+            os.killpg(node.pid, signal.SIGTERM)
+        for node in nodes:
+            try:
+                node.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)

@@ -76,6 +76,7 @@ def load_cifar10(
     With `validation_fraction` (0.1 is the paper's 45k/5k), the training batches are split by a
     permutation seeded with `seed` and the held-out part takes the place of the test set.
     """
+    data_dir = Path(data_dir).expanduser()
     batches_dir = find_batches_dir(data_dir)
     if batches_dir is None and download:
         download_cifar10(data_dir, url=url, md5=md5)

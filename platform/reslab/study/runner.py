@@ -234,6 +234,8 @@ def run_study(
     from ..tracking.sync import LAUNCH_RECORD
 
     study.validate(profile, data_dir)
+    if data_dir and not data_dir.startswith("~"):  # trials run in folders of their own: a relative path breaks
+        data_dir = str(Path(data_dir).absolute())  # "~" stays: it means each node's own home
     trials = study.trials(profile, data_dir)
     address = cluster_address()
     if address is None:
