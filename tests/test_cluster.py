@@ -1,9 +1,12 @@
-"""cluster/gpu.yaml against Ray's own cluster-launcher validation (what `ray up` runs first)."""
+"""cluster/gpu.yaml and cluster/onprem.yaml against Ray's own cluster-launcher validation (what `ray up` runs
+first), and what they share: cluster/node.sh's commands and what rsync copies to the nodes."""
 
 from __future__ import annotations
 
 import copy
 import re
+import shutil
+import subprocess
 
 import jsonschema
 import pytest
@@ -13,10 +16,11 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 from conftest import REPO
 
 CONFIG = REPO / "cluster" / "gpu.yaml"
+CONFIGS = [REPO / "cluster" / "gpu.yaml", REPO / "cluster" / "onprem.yaml"]
 
 
-def load() -> dict:
-    return yaml.safe_load(CONFIG.read_text())
+def load(path=CONFIG) -> dict:
+    return yaml.safe_load(path.read_text())
 
 
 def test_gpu_yaml_passes_ray_cluster_config_validation() -> None:
@@ -38,15 +42,50 @@ def test_the_validation_is_real_a_broken_config_fails_it() -> None:
         validate_config(prepare_config(broken))
 
 
-def test_setup_installs_the_project_with_the_pinned_set_and_head_runs_mlflow() -> None:
-    config = load()
-    assert any("pip install" in c and "constraints.txt" in c and "-e ~/reslab" in c for c in config["setup_commands"])
-    assert any("mlflow server" in c for c in config["head_setup_commands"])
-    assert any("$RAY_HEAD_IP:5000" in c for c in config["worker_start_ray_commands"])
-    assert config["file_mounts"] == {"/home/ubuntu/reslab": "."}
+def test_onprem_yaml_passes_ray_cluster_config_validation() -> None:
+    config = prepare_config(copy.deepcopy(load(REPO / "cluster" / "onprem.yaml")))
+    validate_config(config)
+    assert config["provider"]["type"] == "local" and config["provider"]["worker_ips"]
 
 
-def test_every_key_is_commented() -> None:
-    for number, line in enumerate(CONFIG.read_text().splitlines(), start=1):
-        if re.match(r"^\s*(- )?[A-Za-z_]+:", line):
-            assert "#" in line, f"gpu.yaml:{number} has no comment: {line.strip()}"
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_both_configs_run_the_shared_node_script(path) -> None:
+    """One source of truth: setup, MLflow and Ray's start are cluster/node.sh in both configs, so the test
+    that runs onprem.yaml through `ray up` proves gpu.yaml's commands too."""
+    config = load(path)
+    assert config["setup_commands"][0].startswith("bash ~/reslab/cluster/node.sh setup --storage ")
+    assert config["head_setup_commands"][0].startswith("bash ~/reslab/cluster/node.sh start-mlflow ")
+    assert config["head_start_ray_commands"] == ["bash ~/reslab/cluster/node.sh start-head"]
+    assert config["worker_start_ray_commands"] == ["bash ~/reslab/cluster/node.sh start-worker"]
+    assert set(config["file_mounts"].values()) == {"."}
+
+
+def test_node_script_is_valid_bash_and_refuses_unknown_commands(tmp_path) -> None:
+    script = REPO / "cluster" / "node.sh"
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    done = subprocess.run(["bash", str(script), "launch"], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "usage: node.sh" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_the_nodes_get_the_whole_package_and_not_the_local_state(path, tmp_path) -> None:
+    """rsync as `ray up` runs it with the config's excludes: an unanchored `data` once dropped reslab/data/."""
+    config = load(path)
+    excludes = [arg for pattern in config["rsync_exclude"] for arg in ("--exclude", pattern)]
+    filters = [arg for name in config["rsync_filter"] for arg in ("--filter", f"dir-merge,- {name}")]
+    copy_ = subprocess.run(
+        ["rsync", "-a", *excludes, *filters, f"{REPO}/", f"{tmp_path}/"], capture_output=True, text=True, check=False
+    )
+    assert copy_.returncode == 0, copy_.stderr
+    for needed in ("platform/reslab/data/cifar10.py", "platform/reslab/study/runner.py", "cluster/node.sh",
+                   "constraints.txt", "studies/shortcut_ablation.py"):  # fmt: skip
+        assert (tmp_path / needed).is_file(), needed
+    assert not (tmp_path / ".venv").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_key_is_commented(path) -> None:
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if re.match(r"^\s*(- )?[A-Za-z_~/.]+:", line):
+            assert "#" in line, f"{path.name}:{number} has no comment: {line.strip()}"
