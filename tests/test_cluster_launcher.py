@@ -62,6 +62,18 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(1)
 
 
+def open_path_to(folder: Path) -> list[tuple[Path, int]]:
+    """Let other users pass through (not list) the folders above `folder` where they may not (a checkout
+    under /root, say), so the node user can reach the test's environment; returns the modes to restore."""
+    opened = []
+    for parent in [folder, *folder.parents]:
+        mode = parent.stat().st_mode & 0o7777
+        if not mode & 0o001:
+            opened.append((parent, mode))
+            parent.chmod(mode | 0o001)
+    return opened
+
+
 @contextlib.contextmanager
 def node_user(base: Path, ray_port: int, mlflow_port: int):
     """A throwaway login on this machine, with the test key authorized and the node's environment."""
@@ -71,6 +83,7 @@ def node_user(base: Path, ray_port: int, mlflow_port: int):
     home = base / "h"
     made = sh("useradd", "-m", "-d", str(home), "-s", "/bin/bash", user)
     assert made.returncode == 0, made.stderr
+    opened: list[tuple[Path, int]] = []
     try:
         sh("usermod", "-p", "*", user)  # unlocked for key login (useradd makes a locked account)
         key = base / "key"
@@ -86,10 +99,13 @@ def node_user(base: Path, ray_port: int, mlflow_port: int):
         skeleton = Path("/etc/skel/.bashrc")
         (home / ".bashrc").write_text(environment + (skeleton.read_text() if skeleton.is_file() else ""))
         sh("chown", "-R", f"{user}:{user}", str(home))
+        opened = open_path_to(Path(site))
         readable = sh("su", user, "-c", f"test -r {site}/ray/__init__.py")
         assert readable.returncode == 0, f"the node user cannot read the test's environment at {site}"
         yield user, home, key
     finally:
+        for folder, mode in opened:  # the folders' modes as they were
+            folder.chmod(mode)
         for pid in user_pids(user):  # whatever the test did not stop by now: this user's processes only
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
