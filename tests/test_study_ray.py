@@ -218,6 +218,17 @@ def alive_nodes(address: str, env: dict[str, str]) -> int:
     return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else 0
 
 
+def stop_nodes(nodes: list[subprocess.Popen]) -> None:
+    """End the raylets this test started, each by its own process group (never `ray stop`)."""
+    for node in reversed(nodes):
+        os.killpg(node.pid, signal.SIGTERM)
+    for node in nodes:
+        try:
+            node.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+
+
 def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
     ray = str(Path(sys.executable).with_name("ray"))
     address = f"127.0.0.1:{free_port()}"
@@ -248,13 +259,7 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
         done = run(script, "--storage", str(tmp_path), env={**env, "RAY_ADDRESS": address})
         assert done.returncode == 0, done.stderr[-3000:]
     finally:
-        for node in reversed(nodes):
-            os.killpg(node.pid, signal.SIGTERM)
-        for node in nodes:
-            try:
-                node.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
+        stop_nodes(nodes)
     from reslab.study.preflight import _live_local_cluster
 
     assert _live_local_cluster() is None  # the address file `ray start` left names a dead cluster: not joined
@@ -628,10 +633,4 @@ def test_missing_data_on_a_node_fails_its_trial_once_and_is_refused_before_trial
         assert "error: on node " in done.stderr and f"{worker_home / 'cifar'} does not exist" in done.stderr
         assert not (tmp_path / "refused-smoke").exists()  # no trial, no experiment folder
     finally:
-        for node in reversed(nodes):
-            os.killpg(node.pid, signal.SIGTERM)
-        for node in nodes:
-            try:
-                node.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
+        stop_nodes(nodes)
