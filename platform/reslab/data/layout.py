@@ -1,6 +1,7 @@
 """Is a data folder what a dataset needs? One check, run before any trial starts (on the driver, or on
-every node of a cluster by a small Ray task) and again by each trial, so that a wrong `--data-dir` is one
-message naming the expected layout instead of trials that fail and retry.
+every node of a cluster by a small Ray task), so that a wrong `--data-dir` is one message naming the
+expected layout instead of trials that fail and retry. (A trial on a node added later meets the loaders'
+own DatasetNotFoundError and ends as failed at once.)
 """
 
 from __future__ import annotations

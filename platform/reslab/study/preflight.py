@@ -26,12 +26,12 @@ def data_needs(trials: list[Trial]) -> list[tuple[str, str | None]]:
 
 def check_data_here(trials: list[Trial]) -> None:
     """Raise DatasetNotFoundError for the first folder on this machine that lacks its dataset."""
-    for dataset, folder in data_needs(trials):
-        check_data_dir(dataset, folder)
+    if problems := _data_problems(data_needs(trials)):
+        raise DatasetNotFoundError(problems[0])
 
 
-def _check_on_node(needs: list[tuple[str, str | None]]) -> list[str]:
-    """Runs on a node: the problems with each data folder there (empty when all are fine)."""
+def _data_problems(needs: list[tuple[str, str | None]]) -> list[str]:
+    """The problems with each data folder on this machine (empty when all are fine); also run on each node."""
     problems = []
     for dataset, folder in needs:
         try:
@@ -52,7 +52,7 @@ def check_data_on_nodes(trials: list[Trial]) -> int:
     nodes = [n for n in ray.nodes() if n["Alive"] and (n["Resources"].get("CPU") or n["Resources"].get("GPU"))]
     if not needs or not nodes:
         return len(nodes)
-    check = ray.remote(num_cpus=0)(_check_on_node)
+    check = ray.remote(num_cpus=0)(_data_problems)
     pending = {
         check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(needs): n
         for n in nodes
