@@ -43,10 +43,12 @@ def autoscaling_config(port: int) -> dict:
             "gcs_address": f"127.0.0.1:{port}",  # else fake workers look for the head on port 6379
         },
         "available_node_types": {
-            "head": {"resources": {"CPU": 1}, "node_config": {}, "max_workers": 0},
+            # the name fake_multinode gives the head that `ray start --head` starts: under another name the
+            # autoscaler sees no head of the configured type and keeps launching and removing one
+            "ray.head.default": {"resources": {"CPU": 1}, "node_config": {}, "max_workers": 0},
             "gpu_worker": {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2},
         },
-        "head_node_type": "head",
+        "head_node_type": "ray.head.default",
         "auth": {},
         "docker": {},
         **{key: [] for key in ("initialization_commands", "setup_commands", "head_setup_commands")},
@@ -70,6 +72,12 @@ def nodes(address: str, env: dict[str, str]) -> list[dict]:
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("NODES ")]  # not the autoscaler's events
     return json.loads(lines[-1].removeprefix("NODES ")) if done.returncode == 0 and lines else []
+
+
+def autoscaler_log(temp: Path, lines: int = 60) -> str:
+    """The end of the autoscaler's log, which says why a node was (not) removed."""
+    logs = sorted(temp.glob("session_*/logs/monitor.log"))
+    return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:]) if logs else "(no monitor.log)"
 
 
 def test_autoscaling_adds_gpu_workers_for_a_study_and_removes_them_when_idle(tmp_path: Path) -> None:
@@ -110,7 +118,12 @@ def test_autoscaling_adds_gpu_workers_for_a_study_and_removes_them_when_idle(tmp
         for lines in trials.values():  # each held a GPU share of a fake GPU and trained on the CPU
             assert lines[-1]["gpu_ids"] == "0" and lines[-1]["device"] == "cpu" and lines[-1]["iteration"] == 24
         # idle workers go after idle_timeout_minutes (12 s): only the head is left
-        wait_for(lambda: [n["id"] for n in nodes(address, env)] == [head_id], 180, "idle workers to be removed")
+        started = time.monotonic()
+        try:
+            wait_for(lambda: [n["id"] for n in nodes(address, env)] == [head_id], 180, "idle workers to be removed")
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; the autoscaler's log ends:\n{autoscaler_log(temp)}") from None
+        print(f"idle workers removed {time.monotonic() - started:.0f} s after the study ended")
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
