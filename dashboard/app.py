@@ -29,12 +29,12 @@ from reslab.dashboard import (
 )
 from reslab.dashboard.report import study_report
 from reslab.study.summary import to_markdown
-from reslab.tracking import resolve_tracking_uri
+from reslab.tracking import prepare_store, resolve_tracking_uri
 
 REFRESH_S = 10  # cached queries expire this fast, so a running study's views follow it
 
 st.set_page_config(page_title="reslab", layout="wide")
-uri = resolve_tracking_uri(os.environ.get("RESLAB_TRACKING_URI") or None)
+uri = prepare_store(resolve_tracking_uri(os.environ.get("RESLAB_TRACKING_URI") or None))
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)

@@ -103,7 +103,7 @@ def test_autoscaling_adds_gpu_workers_for_a_study_and_removes_them_when_idle(tmp
         settings = {"model": "cifar_resnet20", "iterations": 24, "eval_every": 12, "batch_size": 32}
         script = write_study(tmp_path, "autoscaled", "grid(lr=[0.1, 0.05, 0.02, 0.01])", settings)
         done = subprocess.run(
-            [sys.executable, str(script), "--storage", str(tmp_path)],
+            [sys.executable, str(script), "--storage", str(tmp_path), "--shared-storage", "--allow-cpu-fallback"],
             capture_output=True, text=True, timeout=900, cwd=tmp_path,
             env={**env, "RAY_ADDRESS": address, "HOME": str(home)},
         )  # fmt: skip

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+
+import pytest
 
 from conftest import REPO
 
@@ -12,3 +16,54 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     match = re.search(r"\*\*Test\*\*.*?```bash\n(.+?)\n```", readme, flags=re.S)
     assert match, "README.md has a **Test** section with one bash command"
     assert match.group(1).strip() in (REPO / ".ci" / "run").read_text()
+
+
+def lowest_declared_python() -> str:
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    match = re.fullmatch(r">=\s*(3\.\d+)", declared.split("#")[0].strip())
+    assert match, f"requires-python is a plain lower bound: {declared}"
+    return match.group(1)
+
+
+def pip_resolve(python: str, *requirements: str) -> list[str]:
+    """pip's dry run of installing these exact pins (wheels only, no dependencies) for another Python."""
+    where = ["--target", "/nonexistent", "--python-version", python, "--only-binary=:all:"]
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "-q",
+        "--no-deps",
+        *where,
+        *requirements,
+    ]
+
+
+@pytest.mark.slow
+def test_the_pinned_set_installs_on_the_lowest_declared_python_and_the_cluster_images_python() -> None:
+    """constraints.txt has a wheel of every pin for the lowest Python pyproject.toml declares, and for 3.12
+    (Ubuntu 24.04's, the AMI of cluster/gpu.yaml): a declared range the pins cannot meet fails here."""
+    pythons = sorted({lowest_declared_python(), "3.12"})
+    constraints = str(REPO / "constraints.txt")
+    resolves = {
+        python: subprocess.Popen(
+            pip_resolve(python, "-r", constraints), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for python in pythons
+    }
+    for python, resolve in resolves.items():
+        output = resolve.communicate(timeout=600)[0]
+        errors = "\n".join(line for line in output.splitlines() if line.startswith("ERROR"))
+        assert resolve.returncode == 0, f"the pinned set does not install on Python {python}:\n{errors}"
+
+
+def test_a_python_below_the_declared_range_is_caught_by_the_pins() -> None:
+    """The check above can fail: Python 3.10 (below the range) finds no wheel of the pinned numpy 2.4."""
+    numpy = next(line for line in (REPO / "constraints.txt").read_text().splitlines() if line.startswith("numpy=="))
+    done = subprocess.run(pip_resolve("3.10", numpy), capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and f"No matching distribution found for {numpy}" in done.stdout + done.stderr

@@ -256,7 +256,29 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
         wait_for(lambda: alive_nodes(address, env) == 2, 120, "the worker node to join")
         settings = {"model": "cifar_resnet20", "iterations": 40, "eval_every": 20, "batch_size": 32}
         script = write_study(tmp_path, "two_nodes", "grid(lr=[0.1, 0.05, 0.02, 0.01])", settings)
-        done = run(script, "--storage", str(tmp_path), env={**env, "RAY_ADDRESS": address})
+        on_cluster = {**env, "RAY_ADDRESS": address}
+
+        # a folder and an sqlite file on the driver's disk, on two nodes: refused before anything is written
+        done = run(script, "--storage", str(tmp_path), env=on_cluster)
+        assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+        [message] = done.stderr.strip().splitlines()
+        assert "the cluster has 2 nodes" in message and f"--storage {tmp_path} and the MLflow store sqlite:" in message
+        assert "--storage s3://" in message and "--shared-storage" in message
+        assert not (tmp_path / "two_nodes-smoke").exists() and not (tmp_path / "runs").exists()
+
+        # declared shared (as NFS would be): the trials hold fake GPUs that torch cannot use, so each fails
+        # at once saying so, and is not retried
+        cuda = write_study(tmp_path, "no_cuda", "grid(lr=[0.1, 0.05])", settings)
+        done = run(cuda, "--storage", str(tmp_path), "--shared-storage", env=on_cluster)
+        assert done.returncode == 1, done.stderr[-3000:]
+        for lines in results(tmp_path / "no_cuda-smoke").values():
+            assert len(lines) == 1 and lines[0]["failed"], lines
+            assert "CudaUnavailable: this trial holds GPU 0 but torch" in lines[0]["failed_reason"]
+            assert "--allow-cpu-fallback" in lines[0]["failed_reason"]
+        assert not list((tmp_path / "no_cuda-smoke").glob("*/error*")), "a CUDA failure was retried"
+
+        args = ("--storage", str(tmp_path), "--shared-storage", "--allow-cpu-fallback")
+        done = run(script, *args, env=on_cluster)
         assert done.returncode == 0, done.stderr[-3000:]
     finally:
         stop_nodes(nodes)
@@ -266,7 +288,7 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
     trials = results(tmp_path / "two_nodes-smoke")
     assert len(trials) == 4
     assert len({lines[-1]["node_id"] for lines in trials.values()}) == 2  # trials ran on both nodes
-    for lines in trials.values():  # each got a quarter of a declared GPU and fell back to the CPU
+    for lines in trials.values():  # each got a quarter of a declared GPU and fell back to the CPU, as allowed
         assert lines[-1]["gpu_ids"] == "0" and lines[-1]["device"] == "cpu" and lines[-1]["iteration"] == 40
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import runpy
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +181,19 @@ def test_an_unreachable_tracking_server_fails_the_launch_before_any_trial(tmp_pa
     assert done.returncode == 2
     assert f"MLflow tracking server http://127.0.0.1:{port} is unreachable" in done.stderr
     assert "Traceback" not in done.stderr and list(tmp_path.iterdir()) == []  # nothing started, nothing written
+
+
+def test_a_cluster_config_says_how_many_workers_the_cluster_may_have(tmp_path: Path) -> None:
+    """Cloud configs bound workers by max_workers, on-prem ones by the machines listed; no config: none."""
+    import yaml
+
+    from reslab.study.preflight import autoscaling_gpus, autoscaling_workers, is_local_path
+
+    cloud = tmp_path / "cloud.yaml"
+    cloud.write_text(yaml.safe_dump(yaml.safe_load((REPO / "cluster" / "gpu.yaml").read_text())))
+    onprem = tmp_path / "onprem.yaml"
+    onprem.write_text(yaml.safe_dump(yaml.safe_load((REPO / "cluster" / "onprem.yaml").read_text())))
+    assert autoscaling_workers(str(cloud)) == 8 and autoscaling_workers(str(onprem)) == 1
+    assert autoscaling_workers(str(tmp_path / "none.yaml")) == 0 and autoscaling_gpus(str(tmp_path / "none.yaml")) == 0
+    assert is_local_path("runs") and is_local_path("/nfs/x") and is_local_path("sqlite:////a/b.db")
+    assert not is_local_path("s3://bucket/x") and not is_local_path("http://127.0.0.1:5000")

@@ -242,3 +242,16 @@ def test_recipe_fields_of_the_wrong_type_are_named() -> None:
         Recipe(lr="0.1").validate()
     with pytest.raises(ValueError, match=r"recipe\.milestones: must be a number"):
         Recipe(milestones=("32k",)).validate()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="about a node where torch finds no usable CUDA")
+def test_a_trial_holding_a_gpu_torch_cannot_use_fails_naming_versions_unless_cpu_fallback_is_allowed() -> None:
+    from reslab.training.cuda import CudaUnavailable, check_gpu_usable
+
+    assert check_gpu_usable([], allow_cpu_fallback=False) is None  # a CPU trial: nothing to check
+    assert check_gpu_usable(["0"], allow_cpu_fallback=True) == "cpu"
+    with pytest.raises(CudaUnavailable) as refused:
+        check_gpu_usable(["0"], allow_cpu_fallback=False)
+    message = str(refused.value)
+    assert message.startswith(f"this trial holds GPU 0 but torch {torch.__version__}")
+    assert "NVIDIA driver" in message and "pytorch.org/get-started" in message and "--allow-cpu-fallback" in message

@@ -124,9 +124,9 @@ def run_registered(args: argparse.Namespace) -> int:
     """The registry: every model with its versions, aliases and the test error each version was registered with."""
     from mlflow import MlflowClient
 
-    from .tracking import check_reachable, resolve_tracking_uri
+    from .tracking import check_reachable, prepare_store, resolve_tracking_uri
 
-    uri = resolve_tracking_uri(args.tracking_uri)
+    uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
     check_reachable(uri)
     client = MlflowClient(uri, registry_uri=uri)
     models = client.search_registered_models()
@@ -156,14 +156,14 @@ def run_pull(args: argparse.Namespace) -> int:
 
 def run_tracking_sync(args: argparse.Namespace) -> int:
     """Deliver a study's results to MLflow after the store was away, then register its best nets."""
-    from .tracking import check_reachable, resolve_tracking_uri
+    from .tracking import check_reachable, prepare_store, resolve_tracking_uri
     from .tracking.registry import register_study_models
     from .tracking.sync import sync_experiment
 
     folder = args.folder.resolve()
     if not (folder / "grid.json").is_file():
         raise ValueError(f"{folder} is not a study's experiment folder (no grid.json); e.g. runs/NAME-PROFILE")
-    uri = resolve_tracking_uri(args.tracking_uri)
+    uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
     check_reachable(uri)
     print(sync_experiment(folder, uri))
     trial_ids = [json.loads(p.read_text().splitlines()[-1])["trial_id"] for p in sorted(folder.glob("*/result.json"))]
@@ -180,11 +180,11 @@ def run_dashboard(args: argparse.Namespace) -> int:
     import os
     import subprocess
 
-    from .tracking import resolve_tracking_uri
+    from .tracking import prepare_store, resolve_tracking_uri
 
     if not DASHBOARD_APP.is_file():
         raise ValueError(f"the dashboard app is not at {DASHBOARD_APP}; run reslab from a checkout of the project")
-    uri = resolve_tracking_uri(args.tracking_uri)
+    uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
     command = [
         sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
         "--server.address", args.host,
@@ -200,9 +200,9 @@ def run_dashboard(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     """Write a study's report: one self-contained HTML file with its tables and figures."""
     from .dashboard.report import study_report
-    from .tracking import resolve_tracking_uri
+    from .tracking import prepare_store, resolve_tracking_uri
 
-    uri = resolve_tracking_uri(args.tracking_uri)
+    uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
     out = args.out or Path(f"{args.study}.html")
     text = study_report(uri, args.study)  # before opening the file: a bad name or a store that is down writes nothing
     out.parent.mkdir(parents=True, exist_ok=True)

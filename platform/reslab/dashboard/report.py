@@ -9,7 +9,7 @@ so the report and the dashboard cannot disagree.
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -70,7 +70,7 @@ def study_report(uri: str, experiment: str, *, generated: datetime | None = None
     definition = study_definition(uri, experiment)
     runs = trial_runs(uri, experiment)
     title = f"{experiment}: {definition.title}" if definition.title else experiment
-    when = (generated or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+    when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     meta = [trial_counts(runs), f"profile {definition.profile or '?'}"]
     meta += [f"store <code>{html.escape(uri)}</code>", f"written {when} by reslab {__version__}"]
     provenance = "".join(

@@ -42,6 +42,17 @@ def build_parser(*studies: Study) -> argparse.ArgumentParser:
         help="results and checkpoints: a local path or a cloud URI such as s3://bucket/reslab",
     )
     parser.add_argument(
+        "--shared-storage",
+        action="store_true",
+        default=os.environ.get("RESLAB_SHARED_STORAGE") == "1",
+        help="a local --storage (and sqlite store) is on NFS that every cluster node mounts ($RESLAB_SHARED_STORAGE=1)",
+    )
+    parser.add_argument(
+        "--allow-cpu-fallback",
+        action="store_true",
+        help="a trial given a GPU that torch cannot use trains on the CPU instead of failing",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="require an existing experiment to restore (re-running restores one anyway)",
@@ -90,6 +101,8 @@ def main(*studies: Study, argv: list[str] | None = None) -> int:
             gpus_per_trial=args.gpus_per_trial,
             tracking_uri=args.tracking_uri,
             verbose=args.verbose,
+            shared_storage=args.shared_storage,
+            allow_cpu_fallback=args.allow_cpu_fallback,
         )
     except DatasetNotFoundError as error:
         choices = f"; --dataset chooses the study's data: {', '.join(s.dataset for s in studies)}"

@@ -16,6 +16,7 @@ import torch
 
 from ..distributed import Shard
 from ..training import TrainingDiverged, build_trainer
+from ..training.cuda import check_gpu_usable
 
 TRIAL_CHECKPOINT = "checkpoint.pt"
 
@@ -37,10 +38,16 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    from .runner import diverged_metrics, trial_config
+    from .runner import DETERMINISTIC_ERRORS, diverged_metrics, failed_metrics, trial_config
 
-    config = trial_config(loop_config["params"])
-    trainer = build_trainer(config, device=ray.train.torch.get_device())
+    params = loop_config["params"]
+    config = trial_config(params)
+    try:
+        fallback = check_gpu_usable(ray.get_gpu_ids(), params["trial"].get("allow_cpu_fallback", False))
+        trainer = build_trainer(config, device=torch.device(fallback) if fallback else ray.train.torch.get_device())
+    except DETERMINISTIC_ERRORS as error:  # every worker meets it: the trial ends once, as failed, with the reason
+        ray.train.report({**failed_metrics(error), **loop_config["extra"]})
+        return
     resumed_from = 0
     if (checkpoint := ray.train.get_checkpoint()) is not None:
         with checkpoint.as_directory() as folder:

@@ -94,21 +94,26 @@ def _live_local_cluster() -> str | None:
 AUTOSCALING_CONFIG = "~/ray_bootstrap_config.yaml"  # where `ray up` leaves the cluster config on the head
 
 
+def bootstrap_config(path: str = AUTOSCALING_CONFIG) -> dict:
+    """The cluster config `ray up` left on this head ({} on a machine without one, or when unreadable)."""
+    import yaml
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        return {}
+    try:
+        return yaml.safe_load(file.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
 def autoscaling_gpus(path: str = AUTOSCALING_CONFIG) -> float:
     """The GPUs the autoscaler may add: the sum over worker node types of GPUs x max_workers, from the
     config `ray up` copies to the head (the file Ray Tune also reads to tell a cluster). 0 without one.
 
     A cluster whose GPU workers scale from zero has no GPU when the study starts; trials must still ask
     for GPU shares, or they would run on CPUs and never make the autoscaler add a GPU node."""
-    import yaml
-
-    file = Path(path).expanduser()
-    if not file.is_file():
-        return 0.0
-    try:
-        config = yaml.safe_load(file.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return 0.0
+    config = bootstrap_config(path)
     head = config.get("head_node_type")
     return float(
         sum(
@@ -116,6 +121,44 @@ def autoscaling_gpus(path: str = AUTOSCALING_CONFIG) -> float:
             for name, node in (config.get("available_node_types") or {}).items()
             if name != head
         )
+    )
+
+
+def autoscaling_workers(path: str = AUTOSCALING_CONFIG) -> int:
+    """How many worker nodes the cluster config allows (cloud: max_workers; on-prem: the listed machines)."""
+    config = bootstrap_config(path)
+    listed = len((config.get("provider") or {}).get("worker_ips") or [])
+    return max(int(config.get("max_workers") or 0), listed)
+
+
+def is_local_path(uri: str) -> bool:
+    """A path on this node's own disk (a folder, file:// or an sqlite file), not a server or a bucket."""
+    return "://" not in uri or uri.startswith(("file://", "sqlite:"))
+
+
+def check_storage_is_shared(tracking_uri: str, storage_uri: str, shared: bool) -> None:
+    """On a cluster of several nodes (or one the autoscaler may grow), refuse stores on the driver's own
+    disk: Ray Tune restores a trial moved to another node from --storage, and `ray down` deletes the
+    head's disk with the MLflow database on it. `shared` (--shared-storage) says the paths are on a
+    filesystem every node mounts and that outlives the cluster (NFS)."""
+    import ray
+
+    if shared:
+        return
+    nodes = sum(1 for n in ray.nodes() if n["Alive"])
+    workers = autoscaling_workers()
+    if nodes < 2 and workers == 0:
+        return
+    local = [f"--storage {storage_uri}"] if is_local_path(storage_uri) else []
+    local += [f"the MLflow store {tracking_uri}"] if is_local_path(tracking_uri) else []
+    if not local:
+        return
+    size = f"{nodes} nodes" if nodes > 1 else f"1 node and up to {workers} workers the autoscaler can add"
+    raise ValueError(
+        f"the cluster has {size}, but {' and '.join(local)} {'is' if len(local) == 1 else 'are'} on this node's "
+        "own disk: a trial moved to another node could not restore its checkpoints, and `ray down` deletes "
+        "this disk. Pass --storage s3://BUCKET/PATH and --tracking-uri http://127.0.0.1:5000 (the MLflow server "
+        "cluster/node.sh starts on the head), or --shared-storage if the paths are on NFS that every node mounts"
     )
 
 

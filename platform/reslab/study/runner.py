@@ -25,9 +25,17 @@ from ..data import DatasetNotFoundError
 from ..models import get_model_info
 from ..tracking import check_reachable, prepare_store, resolve_tracking_uri
 from ..training import TrainConfig, TrainingDiverged, build_trainer
+from ..training.cuda import CudaUnavailable, check_gpu_usable
 from ..training.responses import layer_responses
 from .data_parallel import TRIAL_CHECKPOINT, train_data_parallel
-from .preflight import check_data_here, check_data_on_nodes, cluster_address, describe_cluster, ray_init
+from .preflight import (
+    check_data_here,
+    check_data_on_nodes,
+    check_storage_is_shared,
+    cluster_address,
+    describe_cluster,
+    ray_init,
+)
 from .spec import Study, Trial, trial_label, variant_label
 from .summary import (
     TrialOutcome,
@@ -41,8 +49,9 @@ from .summary import (
 
 MAX_FAILURES = 3  # retries of a trial from its last checkpoint after a worker or node is lost
 # Errors that the same config meets again on every attempt (missing data, an invalid config or model): the
-# trial ends at once as failed with the reason; retrying is only for the loss of a worker or node.
-DETERMINISTIC_ERRORS = (DatasetNotFoundError, ValueError)
+# trial ends at once as failed with the reason; retrying is only for the loss of a worker or node. A GPU that
+# torch cannot use is one too: the node stays as it is.
+DETERMINISTIC_ERRORS = (DatasetNotFoundError, ValueError, CudaUnavailable)
 COORDINATOR_MEMORY = 256 * 2**20  # bytes reserved for a data-parallel trial's coordinating function
 
 
@@ -85,6 +94,8 @@ def train_trial(params: dict[str, Any]) -> None:
         return
     context = ray.get_runtime_context()
     try:
+        if device := check_gpu_usable(ray.get_gpu_ids(), params["trial"].get("allow_cpu_fallback", False)):
+            config = replace(config, device=device)
         trainer = build_trainer(config)
     except DETERMINISTIC_ERRORS as error:
         node = {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address()}
@@ -225,6 +236,8 @@ def run_study(
     tracking_uri: str | None = None,
     out: TextIO = sys.stdout,
     verbose: bool = False,
+    shared_storage: bool = False,
+    allow_cpu_fallback: bool = False,
 ) -> StudyRun:
     """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary."""
     from ray import tune
@@ -242,7 +255,6 @@ def run_study(
         check_data_here(trials)  # before Ray starts or anything is written: the trials read the data here
     tracking_uri = resolve_tracking_uri(tracking_uri)
     check_reachable(tracking_uri)  # a server that is down fails the launch before any trial starts
-    prepare_store(tracking_uri)
     storage_uri = _storage_uri(storage)
     name = experiment_name(study, profile)
     path = f"{storage_uri}/{name}"
@@ -259,6 +271,8 @@ def run_study(
     ray_init(address, verbose)
     if address is not None:
         check_data_on_nodes(trials)  # where the trials will read it, before any trial starts
+        check_storage_is_shared(tracking_uri, storage_uri, shared_storage)
+    prepare_store(tracking_uri)
     where, cluster_gpus = describe_cluster(address)
     print(f"{name}: {len(trials)} trials on {where}", file=out)
     print(f"tracking: {tracking_uri}   storage: {path}", file=out, flush=True)
@@ -274,8 +288,9 @@ def run_study(
             tracking_uri, name, record["tags"], record["definition"], artifact_location(tracking_uri)
         )
         tuner = _new_tuner(
-            trainable, study, profile, trials, name, storage_uri, max_concurrent_trials, cluster_gpus, tracking, verbose
-        )
+            trainable, study, profile, trials, name, storage_uri, max_concurrent_trials, cluster_gpus, tracking,
+            verbose, allow_cpu_fallback,
+        )  # fmt: skip
     results = tuner.fit()
     outcomes = [_outcome(result, study.search is not None) for result in results]
     if _sync_tracking(path, tracking_uri, results, out):
@@ -394,13 +409,19 @@ def _new_tuner(
     gpus: float,
     tracking: Any,
     verbose: bool = False,
+    allow_cpu_fallback: bool = False,
 ) -> Any:
     """A Tuner over the study's grid, or, for a search study, over Optuna's samples with ASHA stopping."""
     from ray import tune
 
     from .console import ConsoleReport
 
-    point = {"layer_responses": study.layer_responses, "storage": storage, "gpus_per_worker": gpus}
+    point = {
+        "layer_responses": study.layer_responses,
+        "storage": storage,
+        "gpus_per_worker": gpus,
+        "allow_cpu_fallback": allow_cpu_fallback,  # a trial holding a GPU that torch cannot use: CPU, not failure
+    }
     points = [{"label": t.label, "seed": t.seed, "config": t.config.to_dict(), **point} for t in trials]
 
     def trial_name(trial: Any) -> str:

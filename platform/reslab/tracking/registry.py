@@ -182,10 +182,10 @@ def download(uri: str, out: str | Path, tracking_uri: str | None = None) -> Path
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
 
-    from .store import resolve_tracking_uri
+    from .store import prepare_store, resolve_tracking_uri
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    tracking_uri = resolve_tracking_uri(tracking_uri)
+    tracking_uri = prepare_store(resolve_tracking_uri(tracking_uri))
     version = resolve_version(MlflowClient(tracking_uri, registry_uri=tracking_uri), uri)
     Path(out).mkdir(parents=True, exist_ok=True)
     return Path(download_artifacts(artifact_uri=version.source, dst_path=str(out), tracking_uri=tracking_uri))

@@ -24,10 +24,7 @@ class TrackingUnavailable(ConnectionError):
 def resolve_tracking_uri(uri: str | None = None) -> str:
     """The URI to track to: the argument, else $MLFLOW_TRACKING_URI, else the local SQLite store."""
     chosen = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if chosen:
-        return chosen
-    DEFAULT_STORE.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{DEFAULT_STORE.resolve()}"
+    return chosen or f"sqlite:///{DEFAULT_STORE.resolve()}"  # its folder is made by prepare_store, on first use
 
 
 def prepare_store(uri: str) -> str:
