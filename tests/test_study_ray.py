@@ -538,7 +538,7 @@ def test_a_server_lost_mid_study_loses_no_result(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=study_env(),
+            env=study_env(RESLAB_STORE_WAIT_S="3"),  # the server stays away: the study ends without waiting 120 s
             cwd=tmp_path,
         )
 

@@ -158,17 +158,22 @@ def run_tracking_sync(args: argparse.Namespace) -> int:
     """Deliver a study's results to MLflow after the store was away, then register its best nets."""
     from .tracking import check_reachable, prepare_store, resolve_tracking_uri
     from .tracking.registry import register_study_models
-    from .tracking.sync import sync_experiment
+    from .tracking.sync import is_cloud_uri, local_copy, sync_experiment
 
-    folder = args.folder.resolve()
-    if not (folder / "grid.json").is_file():
-        raise ValueError(f"{folder} is not a study's experiment folder (no grid.json); e.g. runs/NAME-PROFILE")
     uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
     check_reachable(uri)
-    print(sync_experiment(folder, uri))
-    trial_ids = [json.loads(p.read_text().splitlines()[-1])["trial_id"] for p in sorted(folder.glob("*/result.json"))]
-    for name, version in register_study_models(uri, folder.name, trial_ids, {"experiment": folder.name}).items():
-        print(f"registered models:/{name}/{version} (alias @best)")
+    with local_copy(args.folder if is_cloud_uri(args.folder) else Path(args.folder).resolve()) as folder:
+        if not (folder / "grid.json").is_file():
+            raise ValueError(
+                f"{args.folder} is not a study's experiment folder (no grid.json); e.g. runs/NAME-PROFILE or "
+                "s3://BUCKET/PATH/NAME-PROFILE"
+            )
+        print(sync_experiment(args.folder if is_cloud_uri(args.folder) else folder, uri))
+        results = sorted(folder.glob("*/result.json"))
+        trial_ids = [json.loads(p.read_text().splitlines()[-1])["trial_id"] for p in results]
+        tags = {"experiment": folder.name}
+        for name, version in register_study_models(uri, folder.name, trial_ids, tags).items():
+            print(f"registered models:/{name}/{version} (alias @best)")
     return 0
 
 
@@ -243,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     tracking_actions = tracking.add_subparsers(dest="action", required=True)
     sync = tracking_actions.add_parser("sync", help="deliver a study's results that MLflow missed (store was down)")
     sync.add_argument(
-        "folder", type=Path, help="the study's experiment folder, e.g. runs/plain_vs_residual_cifar10-quick"
+        "folder",
+        help="the study's experiment folder, e.g. runs/plain_vs_residual_cifar10-quick or s3://BUCKET/studies/NAME",
     )
     sync.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
     dashboard = commands.add_parser("dashboard", help="the results dashboard (Streamlit) for a tracking store")

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..data import DatasetNotFoundError
 from ..models import get_model_info
-from ..tracking import check_reachable, prepare_store, resolve_tracking_uri
+from ..tracking import TrackingUnavailable, check_reachable, prepare_store, resolve_tracking_uri
 from ..training import TrainConfig, TrainingDiverged, build_trainer
 from ..training.cuda import CudaUnavailable, check_gpu_usable
 from ..training.responses import layer_responses
@@ -52,6 +52,8 @@ MAX_FAILURES = 3  # retries of a trial from its last checkpoint after a worker o
 # trial ends at once as failed with the reason; retrying is only for the loss of a worker or node. A GPU that
 # torch cannot use is one too: the node stays as it is.
 DETERMINISTIC_ERRORS = (DatasetNotFoundError, ValueError, CudaUnavailable)
+# at a study's end, how long to wait for a tracking server that is away (one restarting takes ~30 s)
+STORE_WAIT_S = float(os.environ.get("RESLAB_STORE_WAIT_S", "120"))
 COORDINATOR_MEMORY = 256 * 2**20  # bytes reserved for a data-parallel trial's coordinating function
 
 
@@ -318,11 +320,11 @@ def _sync_tracking(path: str, uri: str, results: Any, out: TextIO) -> bool:
     still does not answer: the results stay in Ray's storage and the message says how to sync later."""
     from ..tracking.sync import sync_experiment
 
-    if "://" in path and not path.startswith("file://"):
-        return True  # cloud storage: the callback's writes are all there is to check against
+    if not _store_answers(uri, STORE_WAIT_S):
+        print(f"MLflow store {uri} does not answer; waited {STORE_WAIT_S:.0f} s for it", file=out)
     finished = {r.metrics["trial_id"]: r.error is None for r in results if r.metrics and "trial_id" in r.metrics}
     try:
-        synced = sync_experiment(path.removeprefix("file://"), uri, finished)
+        synced = sync_experiment(path, uri, finished)  # a cloud folder: its reports, not its checkpoints, are read
     except Exception as error:  # the store is still away; everything is in Ray's storage
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
         print(
@@ -334,6 +336,22 @@ def _sync_tracking(path: str, uri: str, results: Any, out: TextIO) -> bool:
     if synced.steps_logged or synced.runs_created:
         print(f"synced to MLflow what it missed: {synced}", file=out)
     return True
+
+
+def _store_answers(uri: str, wait_s: float) -> bool:
+    """Whether a tracking server answers within `wait_s` (a server being restarted takes ~30 s to come
+    back); a local store always does."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            check_reachable(uri, timeout=5)
+            return True
+        except TrackingUnavailable:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(2)
 
 
 def _register_models(uri: str, experiment: str, results: Any, tags: dict[str, str], out: TextIO) -> None:

@@ -9,9 +9,12 @@ logged are skipped, so running it twice, or on a study tracked without trouble, 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +22,40 @@ from .callback import METRICS, MLflowTracking
 from .registry import MODEL_TAG
 
 LAUNCH_RECORD = "launch.json"  # the launch's provenance tags and study definition, beside grid.json
+TRIAL_RECORDS = ("params.json", "result.json")  # what a sync reads of each trial, besides its latest checkpoint
+
+
+def is_cloud_uri(folder: str | Path) -> bool:
+    """A folder in object storage (s3://, gs://, ...), not on this machine's filesystem."""
+    return "://" in str(folder) and not str(folder).startswith("file://")
+
+
+@contextlib.contextmanager
+def local_copy(folder: str | Path) -> Iterator[Path]:
+    """The experiment folder on this disk: the folder itself, or for a cloud URI (s3://bucket/studies/NAME)
+    a temporary copy of its records (the launch's files, each trial's params and reports). Checkpoints
+    stay where they are: a sync fetches the latest one of a trial only when it logs that trial's model."""
+    if not is_cloud_uri(folder):
+        yield Path(str(folder).removeprefix("file://"))
+        return
+    import pyarrow.fs
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(str(folder))
+    selector = pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True)
+    files = [
+        PurePosixPath(info.path).relative_to(root)
+        for info in fs.get_file_info(selector)
+        if info.type == pyarrow.fs.FileType.File
+    ]
+    wanted = [p for p in files if len(p.parts) == 1 or (len(p.parts) == 2 and p.name in TRIAL_RECORDS)]
+    with tempfile.TemporaryDirectory(prefix="reslab-sync-") as temporary:
+        copy = Path(temporary) / PurePosixPath(root).name  # named like the experiment, as sync expects
+        for path in wanted:
+            target = copy / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with fs.open_input_stream(f"{root}/{path}") as source, target.open("wb") as out:
+                out.write(source.read())
+        yield copy
 
 
 @dataclass
@@ -44,11 +81,20 @@ def _reports(trial_folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _latest_checkpoint(trial_folder: Path) -> Any:
+def _latest_checkpoint(trial_folder: Path, cloud_folder: str | None = None) -> Any:
+    """The trial's latest checkpoint: in its folder here, or where the experiment lives in the cloud."""
     from ray.train import Checkpoint
 
-    folders = sorted(trial_folder.glob("checkpoint_*"))
-    return Checkpoint.from_directory(str(folders[-1])) if folders else None
+    if cloud_folder is None:
+        folders = sorted(trial_folder.glob("checkpoint_*"))
+        return Checkpoint.from_directory(str(folders[-1])) if folders else None
+    import pyarrow.fs
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(f"{cloud_folder}/{trial_folder.name}")
+    found = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+    directory = pyarrow.fs.FileType.Directory
+    folders = sorted(i.path for i in found if i.type == directory and i.base_name.startswith("checkpoint_"))
+    return Checkpoint(folders[-1], filesystem=fs) if folders else None
 
 
 def sync_experiment(folder: str | Path, uri: str, finished: dict[str, bool] | None = None) -> SyncReport:
@@ -56,8 +102,15 @@ def sync_experiment(folder: str | Path, uri: str, finished: dict[str, bool] | No
     the reports in it; into a store without that experiment, the launch comes back too, with its
     provenance and the study's definition (variant order, the paper's numbers). `finished` maps trial
     ids to whether the trial ended well (True) or failed (False); trials absent from it are closed only
-    when their last report reached the planned iteration."""
-    folder = Path(folder)
+    when their last report reached the planned iteration. A cloud folder (s3://...) is read through a
+    temporary local copy of the files the sync needs."""
+    if is_cloud_uri(folder):
+        with local_copy(folder) as copy:
+            return _sync(copy, uri, finished, cloud_folder=str(folder).rstrip("/"))
+    return _sync(Path(str(folder).removeprefix("file://")), uri, finished)
+
+
+def _sync(folder: Path, uri: str, finished: dict[str, bool] | None, cloud_folder: str | None = None) -> SyncReport:
     record_path = folder / LAUNCH_RECORD  # absent in folders of studies run before it was written
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     tracking = MLflowTracking(uri, folder.name, record.get("tags", {}), record.get("definition", {}))
@@ -89,7 +142,7 @@ def sync_experiment(folder: str | Path, uri: str, finished: dict[str, bool] | No
         tags = run.data.tags
         model_missing = not last.get("diverged") and MODEL_TAG not in tags and "reslab.model_error" not in tags
         if ended is True and (run.info.status != "FINISHED" or model_missing):
-            checkpoint = None if last.get("diverged") else _latest_checkpoint(params_path.parent)
+            checkpoint = None if last.get("diverged") else _latest_checkpoint(params_path.parent, cloud_folder)
             tracking.finish(trial, last, checkpoint)
             report.runs_closed += 1
         elif ended is False and run.info.status != "FAILED":
