@@ -144,3 +144,30 @@ def test_synthetic_data_is_deterministic_and_labelled() -> None:
 def test_hold_out_rejects_a_fraction_outside_zero_one() -> None:
     with pytest.raises(ValueError, match=r"must be in \(0, 1\)"):
         hold_out(synthetic_splits(num_train=20, num_test=2).train, 1.5, seed=0)
+
+
+def test_a_node_copies_its_data_folder_once_from_a_folder_or_an_archive_source(cifar_subset, tmp_path) -> None:
+    """--data-source: a node lacking --data-dir copies it (a folder as it is, an archive unpacked), once;
+    a missing source is one message before any trial."""
+    from reslab.data import DatasetNotFoundError, check_data_dir
+    from reslab.data.fetch import check_source, fetch_dataset
+
+    target = tmp_path / "node" / "cifar10"
+    assert fetch_dataset(str(cifar_subset), str(target)) is True
+    check_data_dir("cifar10", target)
+    assert fetch_dataset(str(cifar_subset), str(target)) is False  # there already: nothing copied
+    assert not [p.name for p in target.parent.iterdir() if ".partial" in p.name]
+
+    archive = tmp_path / "cifar-10-python.tar.gz"  # the layout of CIFAR-10's own download
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(cifar_subset, arcname="cifar-10-batches-py")
+    check_source(str(archive))
+    unpacked = tmp_path / "other-node" / "cifar10"
+    unpacked.mkdir(parents=True)  # an empty folder gives way to the copy
+    assert fetch_dataset(str(archive), str(unpacked)) is True
+    check_data_dir("cifar10", unpacked)
+    assert (unpacked / "cifar-10-batches-py" / "data_batch_1").is_file()
+
+    for missing in (tmp_path / "nowhere", tmp_path / "nowhere.tar.gz"):
+        with pytest.raises(DatasetNotFoundError, match=f"data source {missing} is not an? (folder|archive)"):
+            check_source(str(missing))

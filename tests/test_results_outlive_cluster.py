@@ -159,8 +159,9 @@ def start_mlflow(port: int, database: str, env: dict[str, str], log: Path) -> su
 
 
 def test_results_live_in_postgres_and_s3_survive_a_server_restart_and_are_rebuilt_from_the_bucket(
-    postgres: str, s3: dict[str, str], tmp_path: Path
+    postgres: str, s3: dict[str, str], cifar_subset: Path, tmp_path: Path
 ) -> None:
+    """Also: the node has no CIFAR-10; its trials copy it from the bucket (--data-source), once."""
     from mlflow import MlflowClient
 
     from reslab.tracking import check_reachable
@@ -178,8 +179,12 @@ def test_results_live_in_postgres_and_s3_survive_a_server_restart_and_are_rebuil
         settings = {"model": "cifar_resnet20", "iterations": 60, "eval_every": 6, "batch_size": 16}
         script = write_study(tmp_path, "outlive", "grid(lr=[0.1, 0.05])", settings)
         storage = f"s3://{BUCKET}/studies"
+        for batch in cifar_subset.iterdir():
+            bucket_client(s3).upload_file(str(batch), BUCKET, f"data/cifar10/{batch.name}")
+        node_copy = tmp_path / "node" / "cifar10"
+        data = ["--data-dir", str(node_copy), "--data-source", f"s3://{BUCKET}/data/cifar10"]
         study = subprocess.Popen(
-            [sys.executable, str(script), "--storage", storage, "--tracking-uri", uri],
+            [sys.executable, str(script), "--storage", storage, "--tracking-uri", uri, *data],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
         )  # fmt: skip
 
@@ -199,6 +204,8 @@ def test_results_live_in_postgres_and_s3_survive_a_server_restart_and_are_rebuil
         stdout, stderr = study.communicate(timeout=600)
         assert study.returncode == 0, (stdout + stderr)[-4000:]
         assert f"storage: {storage}/outlive-smoke" in stdout
+        assert sorted(p.name for p in node_copy.iterdir()) == sorted(p.name for p in cifar_subset.iterdir())
+        assert [p.name for p in node_copy.parent.iterdir() if p.name != ".cifar10.lock"] == ["cifar10"]
         every_step = list(range(6, 61, 6))
         _, children = tracked_runs(uri, "outlive-smoke")
         assert children == {"lr=0.1-seed0": every_step, "lr=0.05-seed0": every_step}, stdout[-3000:]  # none lost

@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 
 from ..data import DatasetNotFoundError
+from ..data.fetch import check_source
 from ..tracking import TrackingUnavailable
 from .plan import format_plan, plan
 from .preflight import check_data_here
@@ -32,6 +33,12 @@ def build_parser(*studies: Study) -> argparse.ArgumentParser:
         help="smoke: minutes on a laptop; quick: short real runs; paper: the full recipe",
     )
     parser.add_argument("--data-dir", help="dataset location (smoke runs without it use synthetic data)")
+    parser.add_argument(
+        "--data-source",
+        metavar="URI",
+        help="where a node that lacks --data-dir copies it from: a folder (s3://bucket/imagenet, an NFS path) "
+        "or a .tar.gz archive (https:// too)",
+    )
     parser.add_argument(
         "--tracking-uri",
         help="MLflow store: http://host:port or sqlite:///path.db (default: $MLFLOW_TRACKING_URI, else runs/mlflow.db)",
@@ -85,9 +92,14 @@ def main(*studies: Study, argv: list[str] | None = None) -> int:
         study = replace(study, settings={**study.settings, "data_parallel": args.data_parallel})
     try:
         study.validate(args.profile, args.data_dir)
+        if args.data_source and not args.data_dir:
+            raise ValueError("--data-source needs --data-dir: the folder where each node keeps its copy")
         if args.dry_run:
             trials = study.trials(args.profile, args.data_dir)
-            check_data_here(trials)
+            if args.data_source:
+                check_source(args.data_source)
+            else:
+                check_data_here(trials)
             concurrency = args.max_concurrent_trials or os.cpu_count() or 1
             print(format_plan(plan(trials), concurrency, "this machine"))
             return 0
@@ -103,6 +115,7 @@ def main(*studies: Study, argv: list[str] | None = None) -> int:
             verbose=args.verbose,
             shared_storage=args.shared_storage,
             allow_cpu_fallback=args.allow_cpu_fallback,
+            data_source=args.data_source,
         )
     except DatasetNotFoundError as error:
         choices = f"; --dataset chooses the study's data: {', '.join(s.dataset for s in studies)}"

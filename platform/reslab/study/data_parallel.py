@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..data.fetch import fetch_dataset
 from ..distributed import Shard
 from ..training import TrainingDiverged, build_trainer
 from ..training.cuda import check_gpu_usable
@@ -44,6 +45,8 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
     config = trial_config(params)
     try:
         fallback = check_gpu_usable(ray.get_gpu_ids(), params["trial"].get("allow_cpu_fallback", False))
+        if source := params["trial"].get("data_source"):
+            fetch_dataset(source, config.data_dir)  # one copy per node: the other workers there wait for it
         trainer = build_trainer(config, device=torch.device(fallback) if fallback else ray.train.torch.get_device())
     except DETERMINISTIC_ERRORS as error:  # every worker meets it: the trial ends once, as failed, with the reason
         ray.train.report({**failed_metrics(error), **loop_config["extra"]})

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from ..data import DatasetNotFoundError
+from ..data.fetch import check_source, fetch_dataset
 from ..models import get_model_info
 from ..tracking import TrackingUnavailable, check_reachable, prepare_store, resolve_tracking_uri
 from ..training import TrainConfig, TrainingDiverged, build_trainer
@@ -98,6 +99,8 @@ def train_trial(params: dict[str, Any]) -> None:
     try:
         if device := check_gpu_usable(ray.get_gpu_ids(), params["trial"].get("allow_cpu_fallback", False)):
             config = replace(config, device=device)
+        if source := params["trial"].get("data_source"):
+            fetch_dataset(source, config.data_dir)
         trainer = build_trainer(config)
     except DETERMINISTIC_ERRORS as error:
         node = {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address()}
@@ -240,6 +243,7 @@ def run_study(
     verbose: bool = False,
     shared_storage: bool = False,
     allow_cpu_fallback: bool = False,
+    data_source: str | None = None,
 ) -> StudyRun:
     """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary."""
     from ray import tune
@@ -253,7 +257,9 @@ def run_study(
         data_dir = str(Path(data_dir).absolute())  # "~" stays: it means each node's own home
     trials = study.trials(profile, data_dir)
     address = cluster_address()
-    if address is None:
+    if data_source:
+        check_source(data_source)  # each trial copies it to --data-dir on its node when that lacks it
+    elif address is None:
         check_data_here(trials)  # before Ray starts or anything is written: the trials read the data here
     tracking_uri = resolve_tracking_uri(tracking_uri)
     check_reachable(tracking_uri)  # a server that is down fails the launch before any trial starts
@@ -271,7 +277,7 @@ def run_study(
     # Tune's default of every 10 s or more, so a driver killed just after a trial ends does not re-run it.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     ray_init(address, verbose)
-    if address is not None:
+    if address is not None and not data_source:
         check_data_on_nodes(trials)  # where the trials will read it, before any trial starts
         check_storage_is_shared(tracking_uri, storage_uri, shared_storage)
     prepare_store(tracking_uri)
@@ -291,7 +297,7 @@ def run_study(
         )
         tuner = _new_tuner(
             trainable, study, profile, trials, name, storage_uri, max_concurrent_trials, cluster_gpus, tracking,
-            verbose, allow_cpu_fallback,
+            verbose, {"allow_cpu_fallback": allow_cpu_fallback, "data_source": data_source},
         )  # fmt: skip
     results = tuner.fit()
     outcomes = [_outcome(result, study.search is not None) for result in results]
@@ -427,7 +433,7 @@ def _new_tuner(
     gpus: float,
     tracking: Any,
     verbose: bool = False,
-    allow_cpu_fallback: bool = False,
+    node_options: dict[str, Any] | None = None,
 ) -> Any:
     """A Tuner over the study's grid, or, for a search study, over Optuna's samples with ASHA stopping."""
     from ray import tune
@@ -438,7 +444,9 @@ def _new_tuner(
         "layer_responses": study.layer_responses,
         "storage": storage,
         "gpus_per_worker": gpus,
-        "allow_cpu_fallback": allow_cpu_fallback,  # a trial holding a GPU that torch cannot use: CPU, not failure
+        # what a trial does on a node that lacks something: a GPU torch cannot use (train on the CPU if
+        # allow_cpu_fallback), the data folder (copy it from data_source)
+        **(node_options or {}),
     }
     points = [{"label": t.label, "seed": t.seed, "config": t.config.to_dict(), **point} for t in trials]
 
