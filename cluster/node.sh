@@ -2,25 +2,29 @@
 # What every reslab node runs, for both cluster configs (gpu.yaml on AWS, onprem.yaml on a lab's own
 # machines): one source of truth, so the test that runs `ray up` on onprem.yaml proves gpu.yaml's commands.
 #
-#   bash ~/reslab/cluster/node.sh setup [--storage URI]     venv with the pinned set; `ray submit` shells use it
-#   bash ~/reslab/cluster/node.sh start-mlflow --backend-store-uri URI --artifacts-destination URI
-#   bash ~/reslab/cluster/node.sh start-head                 Ray's head, with the autoscaler ray up configured
+#   bash ~/reslab/cluster/node.sh setup [--storage URI] [--shared-storage]
+#                                       venv with the pinned set and the cluster extra; `ray submit` shells use it
+#   bash ~/reslab/cluster/node.sh start-mlflow --backend-store-uri URI --artifacts-destination URI [--password-ssm NAME]
+#   bash ~/reslab/cluster/node.sh start-head                 Ray's head (dashboard, jobs), with the autoscaler ray up configured
 #   bash ~/reslab/cluster/node.sh start-worker               join the head at $RAY_HEAD_IP (set by Ray's updater)
 #   bash ~/reslab/cluster/node.sh stop-mlflow                stop the tracking server (ray down leaves it serving)
+#   bash ~/reslab/cluster/node.sh db-password NAME           MLflow's database password from AWS SSM into ~/.pgpass
 #
 # Settings the node's environment may give (defaults in brackets): RESLAB_RAY_PORT [6379],
-# RESLAB_MLFLOW_PORT [5000]. RESLAB_NODE_REUSE_ENV=<a site-packages folder with the pinned set> makes
+# RESLAB_MLFLOW_PORT [5000], RESLAB_DASHBOARD_PORT [8265]. RESLAB_NODE_REUSE_ENV=<a site-packages folder with the pinned set> makes
 # `setup` link that environment instead of installing (how the tests run these commands in seconds).
 #
-# Values that `ray submit` shells need (the venv, RESLAB_STORAGE, MLFLOW_TRACKING_URI, RAY_ADDRESS) go into
-# ~/.bashrc as lines ending in "# reslab", replaced on every run: `ray submit` runs the study in a login
-# shell that reads ~/.bashrc and nothing else (variables on the `ray start` line never reach it).
+# Values that study drivers need (the venv, RESLAB_STORAGE, MLFLOW_TRACKING_URI, RAY_ADDRESS) go into
+# ~/.bashrc as lines ending in "# reslab", replaced on every run: `ray submit` (with or without --tmux) runs
+# the study in a login shell that reads ~/.bashrc, and start-head loads them into Ray's own environment,
+# which is where `ray job submit` runs a study's driver.
 set -euo pipefail
 
 RESLAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$HOME/venv"
 RAY_PORT="${RESLAB_RAY_PORT:-6379}"
 MLFLOW_PORT="${RESLAB_MLFLOW_PORT:-5000}"
+DASHBOARD_PORT="${RESLAB_DASHBOARD_PORT:-8265}"
 MLFLOW_DIR="$HOME/reslab-mlflow"
 
 remember() {  # remember NAME VALUE: export NAME=VALUE in every later login shell (one line, replaced)
@@ -29,16 +33,25 @@ remember() {  # remember NAME VALUE: export NAME=VALUE in every later login shel
   echo "export $1=$(printf '%q' "$2")  # reslab" >> ~/.bashrc
 }
 
+load_remembered() {  # the "# reslab" lines of ~/.bashrc, in this shell (however it was started)
+  local remembered
+  remembered="$(grep -E '^(export|source) .*  # reslab$' ~/.bashrc 2>/dev/null || true)"
+  set +u  # the venv's activate script reads unset variables
+  eval "$remembered"
+  set -u
+}
+
 launcher() {  # launcher NAME MODULE CALL: a console script in the venv for a reused environment
   printf '#!%s\nimport sys\nfrom %s import %s\nsys.exit(%s())\n' "$VENV/bin/python" "$2" "$3" "$3" > "$VENV/bin/$1"
   chmod +x "$VENV/bin/$1"
 }
 
 setup() {
-  local storage=""
+  local storage="" shared=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --storage) storage="$2"; shift 2 ;;
+      --shared-storage) shared=1; shift ;;  # the --storage folder is NFS that every node mounts
       *) echo "node.sh setup: unknown option $1" >&2; exit 2 ;;
     esac
   done
@@ -58,11 +71,12 @@ setup() {
     launcher reslab reslab.cli main
   else
     "$python" -m venv "$VENV"
-    "$VENV/bin/pip" install -q -c "$RESLAB_DIR/constraints.txt" -e "$RESLAB_DIR"
+    "$VENV/bin/pip" install -q -c "$RESLAB_DIR/constraints.txt" -e "$RESLAB_DIR[cluster]"
   fi
   sed -i '/^source .*venv\/bin\/activate  # reslab$/d' ~/.bashrc 2>/dev/null || true
   echo "source $VENV/bin/activate  # reslab" >> ~/.bashrc
   if [ -n "$storage" ]; then remember RESLAB_STORAGE "$storage"; fi
+  if [ -n "$shared" ]; then remember RESLAB_SHARED_STORAGE 1; fi
 }
 
 mlflow_pid() {  # the running tracking server's pid, if any
@@ -72,15 +86,17 @@ mlflow_pid() {  # the running tracking server's pid, if any
 }
 
 start_mlflow() {
-  local backend="" artifacts=""
+  local backend="" artifacts="" password_ssm=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --backend-store-uri) backend="$2"; shift 2 ;;
       --artifacts-destination) artifacts="$2"; shift 2 ;;
+      --password-ssm) password_ssm="$2"; shift 2 ;;  # the database password, from AWS SSM Parameter Store
       *) echo "node.sh start-mlflow: unknown option $1" >&2; exit 2 ;;
     esac
   done
   mkdir -p "$MLFLOW_DIR"
+  if [ -n "$password_ssm" ]; then db_password "$password_ssm"; fi
   local uri="http://127.0.0.1:$MLFLOW_PORT"
   remember MLFLOW_TRACKING_URI "$uri"
   if [ -n "$(mlflow_pid)" ]; then return 0; fi
@@ -98,6 +114,14 @@ start_mlflow() {
   exit 1
 }
 
+db_password() {  # db_password NAME: the database password from AWS SSM Parameter Store into ~/.pgpass
+  # (mode 600), where libpq finds it: never in a URI, the YAML or a process list. The node's IAM role reads it.
+  (umask 077 && "$VENV/bin/python" -c 'import sys, boto3
+value = boto3.client("ssm").get_parameter(Name=sys.argv[1], WithDecryption=True)["Parameter"]["Value"]
+print("*:*:*:*:" + value.replace("\\", "\\\\").replace(":", "\\:"))' "$1" > ~/.pgpass.new)
+  mv ~/.pgpass.new ~/.pgpass
+}
+
 stop_mlflow() {
   local pid
   pid="$(mlflow_pid)"
@@ -106,9 +130,10 @@ stop_mlflow() {
 }
 
 start_head() {
+  load_remembered  # Ray's environment is where `ray job submit` runs a study's driver: it needs them too
   "$VENV/bin/ray" stop
   "$VENV/bin/ray" start --head --port="$RAY_PORT" --autoscaling-config="$HOME/ray_bootstrap_config.yaml" \
-    --disable-usage-stats
+    --dashboard-port="$DASHBOARD_PORT" --disable-usage-stats
   remember RAY_ADDRESS "127.0.0.1:$RAY_PORT"  # a study started on the head joins this cluster
 }
 
@@ -123,7 +148,8 @@ case "$command" in
   setup) setup "$@" ;;
   start-mlflow) start_mlflow "$@" ;;
   stop-mlflow) stop_mlflow ;;
+  db-password) db_password "$@" ;;
   start-head) start_head ;;
   start-worker) start_worker ;;
-  *) echo "usage: node.sh setup|start-mlflow|stop-mlflow|start-head|start-worker [options]" >&2; exit 2 ;;
+  *) echo "usage: node.sh setup|start-mlflow|stop-mlflow|db-password|start-head|start-worker [options]" >&2; exit 2 ;;
 esac

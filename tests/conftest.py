@@ -1,7 +1,15 @@
-"""Shared fixtures: the real CIFAR-10 subset, a tiny ImageNet-style folder, and the --run-slow gate."""
+"""Shared fixtures: the real CIFAR-10 subset, a tiny ImageNet folder, moto's S3 server, the --run-slow gate."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SUBSET = REPO.parent / "shared" / "data" / "cifar10-subset"
+BUCKET = "reslab-results"  # the bucket the s3 fixture makes
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,3 +57,56 @@ def tiny_imagenet(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 pixels = np.clip(rng.normal(tint, 30, (height, width, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"{cls}_{i}.JPEG", quality=90)
     return root
+
+
+@pytest.fixture
+def s3() -> Iterator[dict[str, str]]:
+    """moto's S3 server on 127.0.0.1 with an empty bucket; yields the environment that points boto3
+    (MLflow's artifacts), pyarrow (Ray Tune's storage) and reslab at it."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    try:
+        deadline = time.monotonic() + 60
+        while not _http_answers(env["AWS_ENDPOINT_URL"]):
+            assert time.monotonic() < deadline, "moto's S3 server did not answer in 60 s"
+            time.sleep(0.2)
+        bucket_client(env).create_bucket(Bucket=BUCKET)
+        yield env
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _http_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def bucket_client(env: dict[str, str]):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

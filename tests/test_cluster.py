@@ -89,3 +89,44 @@ def test_every_key_is_commented(path) -> None:
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if re.match(r"^\s*(- )?[A-Za-z_~/.]+:", line):
             assert "#" in line, f"{path.name}:{number} has no comment: {line.strip()}"
+
+
+def test_node_script_puts_the_database_password_from_ssm_into_pgpass(s3, tmp_path) -> None:
+    """gpu.yaml's MLflow database password comes from AWS SSM Parameter Store (moto's server: it serves SSM too) into
+    ~/.pgpass with mode 600, escaped as libpq reads it; it is in no URI, YAML or command line."""
+    import os
+    import sys
+    from pathlib import Path
+
+    import boto3
+
+    secret = r"pa:ss\word"
+    ssm = boto3.client("ssm", endpoint_url=s3["AWS_ENDPOINT_URL"], region_name=s3["AWS_DEFAULT_REGION"],
+                       aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    ssm.put_parameter(Name="/reslab/mlflow-db-password", Value=secret, Type="SecureString")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "venv").symlink_to(Path(sys.executable).parent.parent)  # the node's venv: this environment
+    env = {**os.environ, **s3, "HOME": str(home)}
+    done = subprocess.run(
+        ["bash", str(REPO / "cluster" / "node.sh"), "db-password", "/reslab/mlflow-db-password"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    pgpass = home / ".pgpass"
+    assert pgpass.read_text() == "*:*:*:*:pa\\:ss\\\\word\n"
+    assert pgpass.stat().st_mode & 0o777 == 0o600
+    for config in CONFIGS:
+        assert secret not in config.read_text() and "PGPASSWORD" not in config.read_text()
+
+
+def test_gpu_yaml_keeps_results_where_ray_down_does_not_delete_them() -> None:
+    """MLflow's runs in PostgreSQL (password from SSM), its artifacts and Ray Tune's storage in S3; no node
+    copies ImageNet at setup (a study copies its data with --data-source)."""
+    config = load()
+    [mlflow] = config["head_setup_commands"]
+    assert "--backend-store-uri postgresql://" in mlflow and "--password-ssm " in mlflow
+    assert "--artifacts-destination s3://" in mlflow and "sqlite" not in mlflow
+    assert "--storage s3://" in config["setup_commands"][0]
+    assert config["worker_setup_commands"] == []
+    assert "ray submit --tmux" in CONFIG.read_text() and "--data-source" in CONFIG.read_text()

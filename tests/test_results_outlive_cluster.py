@@ -16,17 +16,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import BUCKET, bucket_client
 from test_study_ray import _answers, free_port, study_env, tracked_runs, wait_for, write_study
 
 pytestmark = pytest.mark.slow
 
-BUCKET = "reslab-results"
 PASSWORD = "not-in-any-uri"  # reaches libpq as PGPASSWORD, as a head's environment would give it
 BIN = Path(sys.executable).parent
 
@@ -97,49 +96,6 @@ def sql(port: int, statement: str, database: str = "mlflow") -> bool:
     with connection:
         connection.execute(statement)
     return True
-
-
-@pytest.fixture
-def s3(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """moto's S3 server on 127.0.0.1 with an empty bucket; yields the environment that points boto3
-    (MLflow's artifacts), pyarrow (Ray Tune's storage) and reslab at it."""
-    port = free_port()
-    server = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    try:
-        wait_for(lambda: _http_answers(env["AWS_ENDPOINT_URL"]), 60, "moto's S3 server")
-        bucket_client(env).create_bucket(Bucket=BUCKET)
-        yield env
-    finally:
-        stop(server)
-
-
-def _http_answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def bucket_client(env: dict[str, str]):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
-    )
 
 
 def bucket_keys(env: dict[str, str], prefix: str) -> list[str]:
