@@ -30,6 +30,14 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 
 SSHD = Path("/usr/sbin/sshd")
+TINY_STUDY = """
+import sys
+from reslab.study import Study, main
+
+SETTINGS = {"model": "cifar_resnet20", "iterations": 6}
+STUDY = Study("tiny", "one short trial", "cifar10", [{"lr": 0.1}], settings=SETTINGS)
+sys.exit(main(STUDY))
+"""
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
@@ -75,7 +83,7 @@ def open_path_to(folder: Path) -> list[tuple[Path, int]]:
 
 
 @contextlib.contextmanager
-def node_user(base: Path, ray_port: int, mlflow_port: int):
+def node_user(base: Path, ray_port: int, mlflow_port: int, dashboard_port: int):
     """A throwaway login on this machine, with the test key authorized and the node's environment."""
     if os.geteuid() != 0:
         pytest.skip("making a throwaway node user needs root (CI runs as root)")
@@ -95,6 +103,7 @@ def node_user(base: Path, ray_port: int, mlflow_port: int):
         environment = (
             f"export TMPDIR={home / 't'}\nexport RESLAB_RAY_PORT={ray_port}\n"
             f"export RESLAB_MLFLOW_PORT={mlflow_port}\nexport RESLAB_NODE_REUSE_ENV={site}\n"
+            f"export RESLAB_DASHBOARD_PORT={dashboard_port}\n"
         )
         skeleton = Path("/etc/skel/.bashrc")
         (home / ".bashrc").write_text(environment + (skeleton.read_text() if skeleton.is_file() else ""))
@@ -158,12 +167,12 @@ def test_ray_up_ray_submit_ray_down_run_a_study_on_the_onprem_cluster(cifar_subs
 
     base = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: Ray's socket paths live under it
     base.chmod(0o755)
-    ray_port, mlflow_port = free_port(), free_port()
+    ray_port, mlflow_port, dashboard_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env["TMPDIR"] = str(base)  # `ray up`'s config cache lands here
     name = None
     try:
-        with node_user(base, ray_port, mlflow_port) as (user, home, key), loopback_sshd(base, user):
+        with node_user(base, ray_port, mlflow_port, dashboard_port) as (user, home, key), loopback_sshd(base, user):
             data = home / "cifar10"  # the data folder, on the node
             shutil.copytree(cifar_subset, data)
             sh("chown", "-R", f"{user}:{user}", str(data))
@@ -173,15 +182,20 @@ def test_ray_up_ray_submit_ray_down_run_a_study_on_the_onprem_cluster(cifar_subs
             up = sh(RAY, "up", "-y", str(config), cwd=REPO, env=env, timeout=600)
             up_seconds = time.monotonic() - started
             assert up.returncode == 0, (up.stdout + up.stderr)[-4000:]
+            # --tmux, as the README says: the study goes on when this ssh session ends
             submitted = sh(
-                RAY, "submit", str(config), "studies/shortcut_ablation.py", "--",
+                RAY, "submit", "--tmux", str(config), "studies/shortcut_ablation.py", "--",
                 "--dataset", "cifar10", "--profile", "smoke", "--data-dir", str(data),
-                cwd=REPO, env=env, timeout=900,
+                cwd=REPO, env=env, timeout=300,
             )  # fmt: skip
+            assert submitted.returncode == 0, (submitted.stdout + submitted.stderr)[-4000:]
+            # the summary is in the storage the config names (RESLAB_STORAGE, set by node.sh setup)
+            summary = home / "reslab-results" / "shortcut_ablation_cifar10-smoke" / "summary.csv"
+            wait_for(summary.is_file, 900, "the study in tmux to write its summary")
             submit_seconds = time.monotonic() - started - up_seconds
-            console = submitted.stdout + submitted.stderr
-            assert submitted.returncode == 0, console[-4000:]
-            assert "4 trials on the cluster at 127.0.0.1" in console  # it joined the cluster, not a new Ray
+            pane = sh(RAY, "exec", str(config), "tmux capture-pane -p -J -S -", cwd=REPO, env=env, timeout=120)
+            console = pane.stdout
+            assert "4 trials on the cluster at 127.0.0.1" in console, console[-4000:]  # it joined the cluster
             assert f"tracking: http://127.0.0.1:{mlflow_port}" in console
             assert "cifar_resnet20-B         seed 0  finished" in console  # reslab's console, not Tune's table
             assert "Configuration for experiment" not in console and "'per_worker'" not in console
@@ -199,9 +213,26 @@ def test_ray_up_ray_submit_ray_down_run_a_study_on_the_onprem_cluster(cifar_subs
                 "cifar10-cifar_resnet20-C",
             }  # fmt: skip
             assert all("best" in m.aliases for m in models.values())
-            # the summary is in the storage the config names (RESLAB_STORAGE, set by node.sh setup)
-            summary = home / "reslab-results" / "shortcut_ablation_cifar10-smoke" / "summary.csv"
-            assert summary.is_file() and len(summary.read_text().splitlines()) == 5
+            assert len(summary.read_text().splitlines()) == 5
+            sh(RAY, "exec", str(config), "tmux kill-server", cwd=REPO, env=env, timeout=120)
+
+            # `ray job submit` runs the driver inside Ray, not in a login shell: it gets the same settings
+            tiny = home / "tiny_study.py"
+            tiny.write_text(TINY_STUDY)
+            job = sh(
+                RAY, "exec", str(config),
+                f"ray job submit --address http://127.0.0.1:{dashboard_port} -- python {tiny}",
+                cwd=REPO, env=env, timeout=600,
+            )  # fmt: skip
+            assert job.returncode == 0 and "succeeded" in job.stdout, (job.stdout + job.stderr)[-4000:]
+            assert f"tracking: http://127.0.0.1:{mlflow_port}" in job.stdout
+            tiny_experiment = client.get_experiment_by_name("tiny-smoke")
+            assert tiny_experiment is not None, "the job's study did not reach the head's MLflow server"
+            [tiny_run] = [
+                r for r in client.search_runs([tiny_experiment.experiment_id]) if "ray.trial_id" in r.data.tags
+            ]
+            assert tiny_run.info.status == "FINISHED"
+            assert (home / "reslab-results" / "tiny-smoke" / "summary.csv").is_file()
 
             started = time.monotonic()
             down = sh(RAY, "down", "-y", str(config), cwd=REPO, env=env, timeout=300)
