@@ -23,7 +23,7 @@ from pathlib import Path
 from reslab.dashboard import error_curve_figure, error_curves, study_definition, trial_runs
 from reslab.dashboard.report import study_report
 from reslab.tracking import prepare_store
-from reslab.tracking.callback import LAUNCH_TAG, TRIAL_TAG
+from reslab.tracking.layout import LAUNCH_TAG, TRIAL_TAG
 
 
 def generate_store(uri: str, trials: int, points: int) -> str:

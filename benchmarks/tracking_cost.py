@@ -1,8 +1,8 @@
 """What one report costs to log into MLflow, against one training step of ResNet-20 in the same session.
 
 A report is what a trial sends every `eval_every` iterations: six metrics at one step. The driver's
-`MLflowTracking.on_trial_result` writes it as one `log_batch`; the baseline is the naive way, one
-`log_metric` call per metric, into the same kind of store in the same process:
+`MLflowWriter.log_result` (what the Tune callback calls) writes it as one `log_batch`; the baseline is the
+naive way, one `log_metric` call per metric, into the same kind of store in the same process:
 
     python benchmarks/tracking_cost.py [--reports 200] [--tracking-uri sqlite:///…]
 
@@ -16,20 +16,17 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from reslab.tracking import prepare_store
-from reslab.tracking.callback import METRICS, MLflowTracking
+from reslab.tracking.layout import METRICS
+from reslab.tracking.writer import MLflowWriter, TrialRecord
 
 
-def trial_stand_in(number: int) -> SimpleNamespace:
-    """The two fields of Ray's Trial the callback reads."""
-    config = {
-        "trial": {"label": f"bench{number}", "seed": 0, "config": {"model": "cifar_resnet20", "dataset": "cifar10"}}
-    }
-    return SimpleNamespace(trial_id=f"bench_{number:05d}", config=config)
+def trial_record(number: int) -> TrialRecord:
+    config = {"model": "cifar_resnet20", "dataset": "cifar10"}
+    return TrialRecord(trial_id=f"bench_{number:05d}", label=f"bench{number}", seed=0, config=config)
 
 
 def report(step: int) -> dict[str, float]:
@@ -37,14 +34,14 @@ def report(step: int) -> dict[str, float]:
 
 
 def batched_ms(uri: str, reports: int) -> float:
-    """ms per report through reslab's callback (one log_batch per report)."""
-    tracking = MLflowTracking(uri, "tracking-cost", {"benchmark": "true"}, {})
-    tracking.setup()
-    trial = trial_stand_in(1)
-    tracking.on_trial_start(0, [], trial)
+    """ms per report through reslab's writer (one log_batch per report)."""
+    writer = MLflowWriter(uri, "tracking-cost", {"benchmark": "true"}, {})
+    writer.start_launch()
+    trial = trial_record(1)
+    writer.run_for(trial)
     started = time.perf_counter()
     for step in range(1, reports + 1):
-        tracking.on_trial_result(step, [], trial, report(step))
+        writer.log_result(trial, report(step))
     return 1000 * (time.perf_counter() - started) / reports
 
 

@@ -67,3 +67,45 @@ def test_a_python_below_the_declared_range_is_caught_by_the_pins() -> None:
     numpy = next(line for line in (REPO / "constraints.txt").read_text().splitlines() if line.startswith("numpy=="))
     done = subprocess.run(pip_resolve("3.10", numpy), capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and f"No matching distribution found for {numpy}" in done.stdout + done.stderr
+
+
+LAYERS = ("models", "data", "training", "tracking", "study", "dashboard")  # each may import only those before it
+
+
+def imports_of(path) -> list[str]:
+    """Every reslab module a source file imports, at the top or inside a function."""
+    import ast
+
+    relative = path.relative_to(REPO / "platform").with_suffix("")
+    package = ".".join(relative.parts[:-1])  # the package a relative import starts from (also for __init__)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                found.append(".".join([*base, *([node.module] if node.module else [])]))
+            else:
+                found.append(node.module or "")
+    return [name for name in found if name == "reslab" or name.startswith("reslab.")]
+
+
+def test_layers_import_only_the_layers_below_them() -> None:
+    """models < data < training < tracking < study < dashboard, function-local imports included."""
+    wrong = []
+    for path in sorted((REPO / "platform" / "reslab").rglob("*.py")):
+        parts = path.relative_to(REPO / "platform" / "reslab").parts
+        if parts[0] not in LAYERS:
+            continue
+        for name in imports_of(path):
+            target = name.split(".")[1] if name.count(".") else ""
+            if target in LAYERS and LAYERS.index(target) > LAYERS.index(parts[0]):
+                wrong.append(f"{'/'.join(parts)} imports {name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_reading_a_store_loads_neither_ray_nor_torch() -> None:
+    probe = "import sys, reslab.dashboard; print(sorted({'ray', 'torch'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from reslab.models import create_model, load
+from reslab.models import create_model
+from reslab.tracking import load_model as load
+from reslab.tracking.layout import MODEL_TAG
 from reslab.tracking.registry import (
-    MODEL_TAG,
     SPEC_FILE,
     WEIGHTS_FILE,
     ModelNotFound,

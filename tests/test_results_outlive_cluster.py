@@ -204,7 +204,7 @@ def test_results_live_in_postgres_and_s3_survive_a_server_restart_and_are_rebuil
 
         import torch
 
-        from reslab.models import load
+        from reslab import load_model as load
 
         net = load(weights.parent)
         assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)

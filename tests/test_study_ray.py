@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from reslab.tracking.callback import METRICS
+from reslab.tracking.layout import METRICS
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +25,17 @@ STUDY_TEMPLATE = """
 import sys
 from reslab.study import Study, grid, main
 
-STUDY = Study("{name}", "a test study", "cifar10", {variants}, settings={settings})
+STUDY = Study("{name}", "a test study", "cifar10", {variants}, settings={settings}{options})
 if __name__ == "__main__":
     sys.exit(main(STUDY))
 """
 
 
-def write_study(folder: Path, name: str, variants: str, settings: dict) -> Path:
+def write_study(folder: Path, name: str, variants: str, settings: dict, **options: object) -> Path:
+    """A study script; `options` are more Study fields (e.g. layer_responses=True)."""
     path = folder / f"{name}.py"
-    path.write_text(STUDY_TEMPLATE.format(name=name, variants=variants, settings=settings))
+    extra = "".join(f", {key}={value!r}" for key, value in options.items())
+    path.write_text(STUDY_TEMPLATE.format(name=name, variants=variants, settings=settings, options=extra))
     return path
 
 
@@ -354,6 +356,7 @@ def test_a_data_parallel_trial_trains_on_two_gloo_workers(tmp_path: Path) -> Non
         "data_parallel",
         "grid(lr=[0.1, 1e6])",
         {"model": "cifar_resnet20", "iterations": 20, "eval_every": 10, "batch_size": 32},
+        layer_responses=True,  # Fig. 7 from a data-parallel trial too: the same loop as a single-process one
     )
     done = run(script, "--storage", str(tmp_path), "--data-parallel", "2")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -361,6 +364,7 @@ def test_a_data_parallel_trial_trains_on_two_gloo_workers(tmp_path: Path) -> Non
     assert [r["iteration"] for r in trained] == [10, 20]
     assert all(r["world_size"] == 2 and r["replica_spread"] == 0.0 for r in trained)  # DDP kept replicas identical
     assert 0 <= trained[-1]["test_error"] <= 1
+    assert len(trained[-1]["layer_responses"]) == 19 and "layer_responses" not in trained[0]
     assert diverged[-1]["diverged"] and "training loss became" in diverged[-1]["diverged_reason"]
     table = summary(tmp_path / "data_parallel-smoke")
     assert table.loc["lr=0.1", "n"] == 1
@@ -437,9 +441,9 @@ def test_a_study_registers_its_best_nets_and_a_pulled_net_predicts_as_trained(
 ) -> None:
     import torch
 
+    from reslab import load_model as load
     from reslab.data import load_cifar10
     from reslab.data.stream import Normalizer
-    from reslab.models import load
     from reslab.tracking.registry import model_from_checkpoint
 
     uri = f"sqlite:///{tmp_path / 'store.db'}"

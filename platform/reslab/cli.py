@@ -150,15 +150,15 @@ def run_pull(args: argparse.Namespace) -> int:
 
     folder = download(args.name, args.out, args.tracking_uri)
     print(f"pulled {args.name} into {folder}")
-    print(f'load it with: reslab.models.load("{folder}")')
+    print(f'load it with: reslab.load_model("{folder}")')
     return 0
 
 
 def run_tracking_sync(args: argparse.Namespace) -> int:
     """Deliver a study's results to MLflow after the store was away, then register its best nets."""
+    from .study.sync import is_cloud_uri, local_copy, sync_experiment
     from .tracking import check_reachable, prepare_store, resolve_tracking_uri
     from .tracking.registry import register_study_models
-    from .tracking.sync import is_cloud_uri, local_copy, sync_experiment
 
     uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
     check_reachable(uri)

@@ -16,9 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..study.summary import TrialOutcome, summarize
-from ..tracking.callback import LAUNCH_TAG, TRIAL_TAG
-
-CURVE_METRICS = ("train_error", "test_error")
+from ..tracking.layout import CURVE_METRICS, LAUNCH_TAG, RESPONSES_ARTIFACT, TRIAL_TAG, VARIANT_TAG
 
 
 class StoreUnavailable(ConnectionError):
@@ -147,7 +145,7 @@ def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
         metrics = run.data.metrics
         rows.append(
             {
-                "variant": run.data.tags.get("reslab.variant", run.info.run_name),
+                "variant": run.data.tags.get(VARIANT_TAG, run.info.run_name),
                 "seed": int(run.data.params.get("seed", 0)),
                 "status": _status(run),
                 "train_error": 100 * metrics.get("train_error", math.nan),
@@ -229,8 +227,6 @@ def layer_responses(uri: str, runs: pd.DataFrame) -> pd.DataFrame:
     """Fig. 7's data from each run's `layer_responses.csv` artifact: variant, seed, layer, std.
     Empty when the study did not compute layer responses."""
     from mlflow.artifacts import load_text
-
-    from ..tracking.callback import RESPONSES_ARTIFACT
 
     client = client_for(uri)
     frames = []

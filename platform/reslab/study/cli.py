@@ -79,14 +79,32 @@ def build_parser(*studies: Study) -> argparse.ArgumentParser:
     return parser
 
 
+def configure_study_process(verbose: bool) -> None:
+    """The process-wide settings a study's driver runs with, made here at its entry point (library code sets
+    none, so a notebook that calls `run_study` keeps its own). An existing value is kept."""
+    settings = {
+        # save the experiment state (which trials finished, their checkpoints) every second, not every 10 s or
+        # more, so a driver killed just after a trial ends does not run it again
+        "TUNE_GLOBAL_CHECKPOINT_S": "1",
+        # a lost tracking server must not stall the driver for minutes per call (MLflow's default: 7 retries,
+        # 120 s timeout): a failed write is skipped and synced from Ray's storage later
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # no bars in a study's console
+    }
+    if not verbose:  # Ray Tune's legacy reporter at verbosity 0 prints nothing; reslab's console speaks
+        settings["RAY_AIR_NEW_OUTPUT"] = "0"
+    for name, value in settings.items():
+        os.environ.setdefault(name, value)
+
+
 def main(*studies: Study, argv: list[str] | None = None) -> int:
     """Parse the shared flags and run (or plan) the chosen study; bad input exits 2 with one message.
 
     A study file may offer one study per dataset (e.g. CIFAR-10 and ImageNet); `--dataset` picks one.
     """
     args = build_parser(*studies).parse_args(argv)
-    if not args.verbose:  # Ray Tune's legacy reporter at verbosity 0 prints nothing; reslab's console speaks
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    configure_study_process(args.verbose)
     study = next(s for s in studies if s.dataset == getattr(args, "dataset", studies[0].dataset))
     if args.data_parallel is not None:
         study = replace(study, settings={**study.settings, "data_parallel": args.data_parallel})

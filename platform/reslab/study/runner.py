@@ -13,22 +13,18 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
 
-from ..data import DatasetNotFoundError
-from ..data.fetch import check_source, fetch_dataset
+from ..data.fetch import check_source
 from ..models import get_model_info
 from ..tracking import TrackingUnavailable, check_reachable, prepare_store, resolve_tracking_uri
-from ..training import TrainConfig, TrainingDiverged, build_trainer
-from ..training.cuda import CudaUnavailable, check_gpu_usable
-from ..training.responses import layer_responses
-from .data_parallel import TRIAL_CHECKPOINT, train_data_parallel
+from ..tracking.layout import RESPONSES_ARTIFACT
+from ..training import TrainConfig
 from .preflight import (
     check_data_here,
     check_data_on_nodes,
@@ -47,12 +43,8 @@ from .summary import (
     summarize,
     to_markdown,
 )
+from .trial import MAX_FAILURES, train_trial, trial_config
 
-MAX_FAILURES = 3  # retries of a trial from its last checkpoint after a worker or node is lost
-# Errors that the same config meets again on every attempt (missing data, an invalid config or model): the
-# trial ends at once as failed with the reason; retrying is only for the loss of a worker or node. A GPU that
-# torch cannot use is one too: the node stays as it is.
-DETERMINISTIC_ERRORS = (DatasetNotFoundError, ValueError, CudaUnavailable)
 # at a study's end, how long to wait for a tracking server that is away (one restarting takes ~30 s)
 STORE_WAIT_S = float(os.environ.get("RESLAB_STORE_WAIT_S", "120"))
 COORDINATOR_MEMORY = 256 * 2**20  # bytes reserved for a data-parallel trial's coordinating function
@@ -75,81 +67,6 @@ def trial_resources(config: TrainConfig, cluster_gpus: float, gpus_per_trial: fl
         return {"memory": COORDINATOR_MEMORY}
     gpus = gpus_per_trial if gpus_per_trial is not None else (gpu_fraction(config) if cluster_gpus else 0.0)
     return {"CPU": 1.0, "GPU": gpus} if gpus else {"CPU": 1.0}
-
-
-def trial_config(params: dict[str, Any]) -> TrainConfig:
-    """A trial's config: its grid point, with the recipe values a search sampled (if any) applied."""
-    config = TrainConfig.from_dict(params["trial"]["config"])
-    sampled = params.get("sampled") or {}
-    return replace(config, recipe=replace(config.recipe, **sampled)) if sampled else config
-
-
-def train_trial(params: dict[str, Any]) -> None:
-    """The Ray Tune trainable: train one config, resuming from Tune's checkpoint when there is one."""
-    import ray
-    from ray import tune
-
-    config = trial_config(params)
-    if config.data_parallel > 1:
-        context = ray.get_runtime_context()
-        extra = {"node_id": context.get_node_id(), "pid": os.getpid(), "gpu_ids": ""}
-        train_data_parallel(params, extra, params["trial"]["storage"], MAX_FAILURES)
-        return
-    context = ray.get_runtime_context()
-    try:
-        if device := check_gpu_usable(ray.get_gpu_ids(), params["trial"].get("allow_cpu_fallback", False)):
-            config = replace(config, device=device)
-        if source := params["trial"].get("data_source"):
-            fetch_dataset(source, config.data_dir)
-        trainer = build_trainer(config)
-    except DETERMINISTIC_ERRORS as error:
-        node = {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address()}
-        tune.report({**failed_metrics(error), **node})
-        return
-    resumed_from = 0
-    if (checkpoint := tune.get_checkpoint()) is not None:
-        with checkpoint.as_directory() as folder:
-            trainer.resume(Path(folder) / TRIAL_CHECKPOINT)
-        resumed_from = trainer.iteration
-    extra = {
-        "resumed_from": resumed_from,  # 0, or the iteration this attempt restarted from after a failure
-        "node_id": context.get_node_id(),
-        "pid": os.getpid(),
-        "device": str(trainer.device),
-        "gpu_ids": ",".join(map(str, ray.get_gpu_ids())),
-    }
-
-    def report(result) -> None:
-        with tempfile.TemporaryDirectory() as folder:
-            trainer.save(Path(folder) / TRIAL_CHECKPOINT, config=config.to_dict())
-            metrics = {**result.as_dict(), **extra, "diverged": False}
-            if params["trial"].get("layer_responses") and result.iteration == config.recipe.iterations:
-                metrics["layer_responses"] = layer_responses(trainer.model, trainer.data.test_batches())
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-
-    try:
-        trainer.run(report)
-        if resumed_from == config.recipe.iterations and trainer.history:
-            # restored from the final checkpoint of a trial whose end the driver did not record
-            tune.report({**trainer.history[-1].as_dict(), **extra, "diverged": False})
-    except TrainingDiverged as error:
-        tune.report({**diverged_metrics(trainer.iteration, error), **extra})
-
-
-def diverged_metrics(iteration: int, error: TrainingDiverged) -> dict[str, Any]:
-    """The last report of a diverged trial. NaN errors: no number pretends the net was evaluated, and
-    ASHA / Optuna treat the trial as failed."""
-    nan = float("nan")
-    reason = str(error)
-    return {"iteration": iteration, "train_error": nan, "test_error": nan, "diverged": True, "diverged_reason": reason}
-
-
-def failed_metrics(error: Exception) -> dict[str, Any]:
-    """The one report of a trial that cannot start (missing data, invalid config): it ends as failed with
-    the reason, instead of raising into Tune, which would retry it MAX_FAILURES times for nothing."""
-    nan = float("nan")
-    reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-    return {"iteration": 0, "train_error": nan, "test_error": nan, "failed": True, "failed_reason": reason}
 
 
 @dataclass(frozen=True)
@@ -248,9 +165,10 @@ def run_study(
     """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary."""
     from ray import tune
 
-    from ..tracking.callback import MLflowTracking
     from ..tracking.store import artifact_location
-    from ..tracking.sync import LAUNCH_RECORD
+    from ..tracking.writer import MLflowWriter
+    from .sync import LAUNCH_RECORD
+    from .tracking_callback import MLflowTracking
 
     study.validate(profile, data_dir)
     if data_dir and not data_dir.startswith("~"):  # trials run in folders of their own: a relative path breaks
@@ -273,9 +191,6 @@ def run_study(
     if resume and not tune.Tuner.can_restore(path):
         raise ValueError(f"nothing to resume at {path}: no experiment state there")
 
-    # Save the experiment state (which trials finished, their latest checkpoints) every second instead of
-    # Tune's default of every 10 s or more, so a driver killed just after a trial ends does not re-run it.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     ray_init(address, verbose)
     if address is not None and not data_source:
         check_data_on_nodes(trials)  # where the trials will read it, before any trial starts
@@ -292,9 +207,8 @@ def run_study(
         _write_text(path, "grid.json", json.dumps({"fingerprint": fingerprint, "trials": len(trials)}))
         record = launch_record(study, profile, trials)
         _write_text(path, LAUNCH_RECORD, json.dumps(record, indent=2, default=str))
-        tracking = MLflowTracking(
-            tracking_uri, name, record["tags"], record["definition"], artifact_location(tracking_uri)
-        )
+        writer = MLflowWriter(tracking_uri, name, record["tags"], record["definition"], artifact_location(tracking_uri))
+        tracking = MLflowTracking(writer)
         tuner = _new_tuner(
             trainable, study, profile, trials, name, storage_uri, max_concurrent_trials, cluster_gpus, tracking,
             verbose, {"allow_cpu_fallback": allow_cpu_fallback, "data_source": data_source},
@@ -312,7 +226,7 @@ def run_study(
     _write_text(path, "summary.csv", table.to_csv(index=False))
     responses = response_table(results)
     if not responses.empty:
-        _write_text(path, "layer_responses.csv", responses.to_csv(index=False))
+        _write_text(path, RESPONSES_ARTIFACT, responses.to_csv(index=False))
         markdown += "\n" + responses_markdown(responses, [variant_label(v) for v in study.variants])
     _write_text(path, "summary.md", markdown)
     print(markdown, file=out)
@@ -324,7 +238,7 @@ def run_study(
 def _sync_tracking(path: str, uri: str, results: Any, out: TextIO) -> bool:
     """Deliver to MLflow what it missed while it did not answer (nothing, normally). False when the store
     still does not answer: the results stay in Ray's storage and the message says how to sync later."""
-    from ..tracking.sync import sync_experiment
+    from .sync import sync_experiment
 
     if not _store_answers(uri, STORE_WAIT_S):
         print(f"MLflow store {uri} does not answer; waited {STORE_WAIT_S:.0f} s for it", file=out)

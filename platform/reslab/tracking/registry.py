@@ -29,13 +29,12 @@ from torch import nn
 
 from ..models import create_model, get_model_info
 from ..training.checkpoint import CheckpointError, load_checkpoint
+from .layout import MODEL_ARTIFACT, MODEL_TAG, REGISTERED_NAME_TAG, TRIAL_TAG
 
-MODEL_ARTIFACT = "model"
 SPEC_FILE = "reslab_model.json"
 WEIGHTS_FILE = "reslab_weights.pt"
 EXTRA_FILES = "extra_files"
 BEST_ALIAS = "best"
-MODEL_TAG = "reslab.model"  # on a trial's run once its model is logged
 MODEL_URI = re.compile(r"^models:/(?P<name>[^@/]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))?$")
 
 
@@ -97,7 +96,6 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec]:
 
 def save_model_folder(model: nn.Module, spec: ModelSpec, folder: Path) -> Path:
     """Write `model` as an MLflow pytorch model in `folder` plus reslab's safe spec + weights files."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in a study's console
     import mlflow.pytorch
     from mlflow.models import infer_signature
 
@@ -138,7 +136,7 @@ def register_best(client: Any, runs: Iterable[Any], tags: dict[str, str]) -> dic
         error = run.data.metrics.get("test_error", math.nan)
         if MODEL_TAG not in run.data.tags or run.data.tags.get("diverged") or not math.isfinite(error):
             continue
-        name = run.data.tags["reslab.registered_name"]
+        name = run.data.tags[REGISTERED_NAME_TAG]
         if name not in best or error < best[name].data.metrics["test_error"]:
             best[name] = run
     versions = {}
@@ -184,7 +182,6 @@ def download(uri: str, out: str | Path, tracking_uri: str | None = None) -> Path
 
     from .store import prepare_store, resolve_tracking_uri
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tracking_uri = prepare_store(resolve_tracking_uri(tracking_uri))
     version = resolve_version(MlflowClient(tracking_uri, registry_uri=tracking_uri), uri)
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -209,8 +206,10 @@ def load_folder(folder: str | Path) -> nn.Module:
     return model.eval()
 
 
-def load(uri: str | os.PathLike, tracking_uri: str | None = None) -> nn.Module:
-    """`load("models:/cifar10-cifar_resnet110-A@best")` -> the registered net, eval mode, on the CPU."""
+def load_model(uri: str | os.PathLike, tracking_uri: str | None = None) -> nn.Module:
+    """A trained net, eval mode, on the CPU: `load_model("models:/cifar10-cifar_resnet110-A@best")` from the
+    MLflow registry (or `/3` for a version), or a model folder pulled with `reslab models pull`. Weights
+    are read without unpickling code."""
     uri = os.fspath(uri)
     if not uri.startswith("models:/"):
         return load_folder(uri)
@@ -221,8 +220,6 @@ def load(uri: str | os.PathLike, tracking_uri: str | None = None) -> nn.Module:
 def register_study_models(uri: str, experiment: str, trial_ids: Iterable[str], tags: dict[str, str]) -> dict[str, str]:
     """Register the best run of each configuration among this study's trials (found by Ray trial id)."""
     from mlflow import MlflowClient
-
-    from .callback import TRIAL_TAG
 
     client = MlflowClient(uri, registry_uri=uri)
     found = client.get_experiment_by_name(experiment)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 CHECKPOINT_FORMAT = 1
+TRIAL_CHECKPOINT = "checkpoint.pt"  # the file in each of a study trial's Ray Tune checkpoint folders
 
 
 class CheckpointError(RuntimeError):

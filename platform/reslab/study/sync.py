@@ -1,4 +1,5 @@
-"""Deliver to MLflow what a study's trials reported while the store did not answer.
+"""Deliver to MLflow what a study's trials reported while the store did not answer (or into a store that lost
+the study altogether).
 
 Ray Tune keeps every report of every trial in the experiment folder (`result.json`, one line per
 report, beside `params.json` and the checkpoints). That folder is the durable record: this module
@@ -15,11 +16,11 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from types import SimpleNamespace
 from typing import Any
 
-from .callback import METRICS, MLflowTracking
-from .registry import MODEL_TAG
+from ..tracking.layout import METRICS, MODEL_ERROR_TAG, MODEL_TAG
+from ..tracking.writer import MLflowWriter
+from .tracking_callback import trial_record
 
 LAUNCH_RECORD = "launch.json"  # the launch's provenance tags and study definition, beside grid.json
 TRIAL_RECORDS = ("params.json", "result.json")  # what a sync reads of each trial, besides its latest checkpoint
@@ -113,41 +114,40 @@ def sync_experiment(folder: str | Path, uri: str, finished: dict[str, bool] | No
 def _sync(folder: Path, uri: str, finished: dict[str, bool] | None, cloud_folder: str | None = None) -> SyncReport:
     record_path = folder / LAUNCH_RECORD  # absent in folders of studies run before it was written
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    tracking = MLflowTracking(uri, folder.name, record.get("tags", {}), record.get("definition", {}))
-    tracking.attach()
-    client, report = tracking.client, SyncReport()
+    writer = MLflowWriter(uri, folder.name, record.get("tags", {}), record.get("definition", {}))
+    writer.attach()
+    report = SyncReport()
     for params_path in sorted(folder.glob("*/params.json")):
         reports = _reports(params_path.parent)
         if not reports:
             continue
         report.trials += 1
-        trial = SimpleNamespace(trial_id=reports[-1]["trial_id"], config=json.loads(params_path.read_text()))
-        created = not client.search_runs([tracking._experiment_id], f"tags.`ray.trial_id` = '{trial.trial_id}'")
-        run_id = tracking._run_for(trial, reopen=False)
+        trial = trial_record(reports[-1]["trial_id"], json.loads(params_path.read_text()))
+        created = writer.find_run(trial.trial_id) is None
+        run_id = writer.run_for(trial, reopen=False)
         report.runs_created += created
-        logged = {m.step for m in client.get_metric_history(run_id, "test_error")}
+        logged = writer.logged_steps(run_id)
         for result in reports:
             if int(result.get("iteration", 0)) not in logged and any(k in result for k in METRICS):
-                tracking._last_step[run_id] = 0  # log this step even if a later one is there already
-                tracking.log_result(trial, result)
+                writer.log_result(trial, result, replay=True)  # even if a later step is there already
                 report.steps_logged += 1
-        planned = trial.config["trial"]["config"]["recipe"]["iterations"]
+        planned = trial.config["recipe"]["iterations"]
         last = reports[-1]
         ended = (finished or {}).get(trial.trial_id)
         if last.get("failed"):
             ended = False  # it could not start: its run is FAILED, never a model
         if ended is None and (last.get("diverged") or int(last.get("iteration", 0)) >= planned):
             ended = True
-        run = client.get_run(run_id)
+        run = writer.client.get_run(run_id)
         tags = run.data.tags
-        model_missing = not last.get("diverged") and MODEL_TAG not in tags and "reslab.model_error" not in tags
+        model_missing = not last.get("diverged") and MODEL_TAG not in tags and MODEL_ERROR_TAG not in tags
         if ended is True and (run.info.status != "FINISHED" or model_missing):
             checkpoint = None if last.get("diverged") else _latest_checkpoint(params_path.parent, cloud_folder)
-            tracking.finish(trial, last, checkpoint)
+            writer.finish(trial, last, checkpoint)
             report.runs_closed += 1
         elif ended is False and run.info.status != "FAILED":
-            client.set_terminated(run_id, "FAILED")
+            writer.end_run(trial, "FAILED")
             report.runs_closed += 1
         elif ended is None and run.info.status == "RUNNING":
-            client.set_terminated(run_id, "KILLED")  # stopped early (e.g. by ASHA) or the study was interrupted
+            writer.end_run(trial, "KILLED")  # stopped early (e.g. by ASHA) or the study was interrupted
     return report

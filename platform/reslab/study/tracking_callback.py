@@ -1,0 +1,98 @@
+"""The Ray Tune callback that mirrors a study's trials into MLflow while it runs: a thin adapter from Tune's
+trial objects and the study's param layout to `reslab.tracking.writer`'s typed records.
+
+Only the driver writes, so the store sees one writer however many trials run. When the store stops
+answering, training goes on: writes are skipped and counted (every result stays in Ray's storage, and the
+sync delivers what is missing when the store is back), and the store is tried again every RETRY_AFTER_S.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ray.tune import Callback
+
+from ..tracking.writer import MLflowWriter, TrialRecord
+from .spec import trial_label
+
+RETRY_AFTER_S = 10.0  # while the store does not answer, how long writes are skipped before trying again
+
+
+def trial_record(trial_id: str, params: Mapping[str, Any]) -> TrialRecord:
+    """The typed record of a trial, from the params the study gave Tune (`{"trial": point, "sampled": ...}`)."""
+    point = params["trial"]
+    return TrialRecord(
+        trial_id=trial_id,
+        label=trial_label(dict(params)),
+        seed=int(point["seed"]),
+        config=point["config"],
+        sampled=dict(params.get("sampled") or {}),
+    )
+
+
+class MLflowTracking(Callback):
+    """Tune's trial events, written by an `MLflowWriter`; a store that does not answer never stops training."""
+
+    def __init__(self, writer: MLflowWriter) -> None:
+        self.writer = writer
+        self.uri = writer.uri
+        self.down_since: float | None = None  # when the store stopped answering (None: it answers)
+        self._last_try = 0.0
+        self.skipped_writes = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A restored driver starts with a store that answers, as far as it knows."""
+        self.__dict__.update(state)
+        self.down_since, self._last_try, self.skipped_writes = None, 0.0, 0
+
+    def setup(self, **info: Any) -> None:
+        self._guarded(self.writer.start_launch)
+
+    def _guarded(self, write: Callable[[], Any]) -> None:
+        """Run one write to the store; skip it (counted) while the store does not answer."""
+        if self.down_since is not None and time.monotonic() - self._last_try < RETRY_AFTER_S:
+            self.skipped_writes += 1
+            return
+        try:
+            write()
+        except Exception as error:  # any failure of the store must not stop the study
+            self._last_try = time.monotonic()
+            self.skipped_writes += 1
+            if self.down_since is None:
+                self.down_since = time.time()
+                reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                print(
+                    f"MLflow store {self.uri} stopped answering ({reason}); training goes on and results are "
+                    "kept in Ray's storage until it is back",
+                    file=sys.stderr,
+                )
+            return
+        if self.down_since is not None:
+            print(f"MLflow store {self.uri} answers again", file=sys.stderr)
+            self.down_since = None
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._guarded(lambda: self.writer.run_for(trial_record(trial.trial_id, trial.config)))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self._guarded(lambda: self.writer.log_result(trial_record(trial.trial_id, trial.config), result))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = trial_record(trial.trial_id, trial.config)
+        self._guarded(lambda: self.writer.finish(record, trial.last_result or {}, trial.checkpoint))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = trial_record(trial.trial_id, trial.config)
+        self._guarded(lambda: self.writer.end_run(record, "FAILED"))
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._guarded(self.writer.end_launch)
+        if self.skipped_writes:
+            print(
+                f"MLflow store {self.uri}: {self.skipped_writes} writes were skipped while it did not answer; "
+                "the study syncs them from Ray's storage now (or run `reslab tracking sync` later)",
+                file=sys.stderr,
+            )

@@ -1,0 +1,235 @@
+"""A study's runs, written into MLflow: the one writer that the Tune callback (live) and the sync (after the
+store was away) both call, with typed trial records instead of Ray Tune's trial objects.
+
+Layout (the names are in `layout`): one experiment per study and profile, one launch (parent) run per
+launch, one child run per trial named for a human (`cifar_resnet56-seed1`) with every config value as a
+param, the Ray trial id as a tag, and metrics by training iteration. A restored driver finds each trial's
+run again by its trial id and skips steps already logged: one run per trial, each step once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .layout import (
+    CHECKPOINT_TAG,
+    FAILED_TAG,
+    LAUNCH_TAG,
+    METRICS,
+    MODEL_ERROR_TAG,
+    PARENT_TAG,
+    REGISTERED_NAME_TAG,
+    RESPONSES_ARTIFACT,
+    STUDY_ARTIFACT,
+    TRIAL_TAG,
+    VARIANT_TAG,
+)
+
+PARAMS_PER_BATCH = 100  # MLflow takes at most 100 params per log_batch
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What tracking knows of one trial: its Ray trial id, the variant label and seed that name its run, the
+    training config (a dict, logged as params) and the recipe values a search sampled for it."""
+
+    trial_id: str
+    label: str
+    seed: int
+    config: Mapping[str, Any]
+    sampled: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.label}-seed{self.seed}"
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config values as MLflow params: {"recipe": {"lr": 0.1}} -> {"recipe.lr": "0.1"}."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+class MLflowWriter:
+    """Writes one study's experiment. Every method is one or a few MLflow calls that raise when the store
+    does not answer; what to do then (skip and sync later) is the caller's choice."""
+
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        launch_tags: Mapping[str, str],
+        definition: Mapping[str, Any],
+        artifact_location: str | None = None,
+    ) -> None:
+        self.uri, self.experiment, self.launch_tags = uri, experiment, dict(launch_tags)
+        self.definition, self.artifact_location = dict(definition), artifact_location
+        self._client: Any = None
+        self._experiment_id = ""
+        self._parent = ""
+        self._runs: dict[str, str] = {}  # trial id -> run id
+        self._last_step: dict[str, int] = {}  # run id -> highest step logged
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks with the experiment; the client and run ids are found again on restore."""
+        kept = ("uri", "experiment", "launch_tags", "definition", "artifact_location")
+        return {k: v for k, v in self.__dict__.items() if k in kept}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(self.uri)
+        return self._client
+
+    @property
+    def experiment_id(self) -> str:
+        return self._experiment_id
+
+    def start_launch(self) -> None:
+        """Find or create the experiment; start this launch's parent run; close parents a dead driver left open."""
+        found = self.client.get_experiment_by_name(self.experiment)
+        self._experiment_id = (
+            found.experiment_id
+            if found
+            else self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
+        )
+        for run in self.client.search_runs(
+            [self._experiment_id], f"tags.{LAUNCH_TAG} = 'true' and attributes.status = 'RUNNING'"
+        ):
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        parent = self.client.create_run(
+            self._experiment_id,
+            tags={**self.launch_tags, LAUNCH_TAG: "true"},
+            run_name=f"{self.experiment}-{time.strftime('%Y%m%d-%H%M%S')}",
+        )
+        self._parent = parent.info.run_id
+        self.client.log_text(self._parent, json.dumps(self.definition, indent=2, default=str), STUDY_ARTIFACT)
+
+    def attach(self) -> None:
+        """Find the experiment and its latest launch run, to write into them without starting a launch (a
+        store that lost the experiment gets it back, with a launch run)."""
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is None:
+            self.start_launch()
+            return
+        self._experiment_id = found.experiment_id
+        launches = self.client.search_runs(
+            [self._experiment_id], f"tags.{LAUNCH_TAG} = 'true'", order_by=["attributes.start_time DESC"], max_results=1
+        )
+        self._parent = launches[0].info.run_id if launches else ""
+
+    def end_launch(self) -> None:
+        if self._parent:
+            self.client.set_terminated(self._parent, "FINISHED")
+
+    def find_run(self, trial_id: str) -> Any | None:
+        """The run already tagged with this trial id, if any."""
+        found = self.client.search_runs([self._experiment_id], f"tags.`{TRIAL_TAG}` = '{trial_id}'")
+        return found[0] if found else None
+
+    def run_for(self, trial: TrialRecord, reopen: bool = True) -> str:
+        """The trial's run: the one already tagged with its trial id (after a restore; RUNNING again if
+        `reopen`), else a new child run of this launch with the trial's params."""
+        if trial.trial_id in self._runs:
+            return self._runs[trial.trial_id]
+        existing = self.find_run(trial.trial_id)
+        if existing is not None:
+            run_id = existing.info.run_id
+            if reopen:
+                self.client.update_run(run_id, status="RUNNING")
+            self._last_step[run_id] = max(self.logged_steps(run_id), default=0)
+        else:
+            from .registry import registered_name
+
+            tags = {
+                TRIAL_TAG: trial.trial_id,
+                PARENT_TAG: self._parent,
+                VARIANT_TAG: trial.label,
+                REGISTERED_NAME_TAG: registered_name(trial.config),
+            }
+            run_id = self.client.create_run(self._experiment_id, tags=tags, run_name=trial.run_name).info.run_id
+            self._log_params(run_id, trial)
+            self._last_step[run_id] = 0
+        self._runs[trial.trial_id] = run_id
+        return run_id
+
+    def logged_steps(self, run_id: str) -> set[int]:
+        return {m.step for m in self.client.get_metric_history(run_id, "test_error")}
+
+    def _log_params(self, run_id: str, trial: TrialRecord) -> None:
+        from mlflow.entities import Param
+
+        params = {**flatten(trial.config), "seed": str(trial.seed)}
+        params.update({f"sampled.{k}": str(v) for k, v in trial.sampled.items()})
+        items = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(items), PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[start : start + PARAMS_PER_BATCH])
+
+    def log_result(self, trial: TrialRecord, result: Mapping[str, Any], replay: bool = False) -> bool:
+        """Log a report's metrics at step = training iteration, in one batch. A step at or before the last
+        one logged is a replay after a restore and is skipped, unless `replay` (the sync filling a gap).
+        Returns whether it logged."""
+        from mlflow.entities import Metric
+
+        run_id, step = self.run_for(trial), int(result.get("iteration", 0))
+        if step <= self._last_step.get(run_id, 0) and not replay:
+            return False
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(result[k]), now, step) for k in METRICS if isinstance(result.get(k), int | float)]
+        if not metrics:
+            return False
+        self.client.log_batch(run_id, metrics=metrics)
+        self._last_step[run_id] = max(step, self._last_step.get(run_id, 0))
+        return True
+
+    def finish(self, trial: TrialRecord, result: Mapping[str, Any], checkpoint: Any) -> None:
+        """Close an ended trial's run: FAILED with the reason when it could not start; else the diverged tag or
+        its net logged (from a Ray Train checkpoint), its layer responses, FINISHED."""
+        run_id = self.run_for(trial)
+        if result.get("failed"):  # the trial could not start (missing data, invalid config): no net to log
+            self.client.set_tag(run_id, FAILED_TAG, result.get("failed_reason", "true"))
+            self.client.set_terminated(run_id, "FAILED")
+            return
+        if result.get("diverged"):
+            self.client.set_tag(run_id, "diverged", result.get("diverged_reason", "true"))
+        elif checkpoint is not None:
+            self._log_model(run_id, checkpoint)
+        if result.get("layer_responses"):  # Fig. 7: the std of each 3x3 layer's response, by layer index
+            rows = "".join(f"{layer},{std}\n" for layer, std in enumerate(result["layer_responses"], start=1))
+            self.client.log_text(run_id, "layer,std\n" + rows, RESPONSES_ARTIFACT)
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def end_run(self, trial: TrialRecord, status: str) -> None:
+        """Close the trial's run as FAILED (an error) or KILLED (stopped early, interrupted)."""
+        self.client.set_terminated(self.run_for(trial, reopen=False), status)
+
+    def _log_model(self, run_id: str, checkpoint: Any) -> None:
+        """Log the trial's final net into its run. A failure here is reported on the run and the console
+        but does not stop the study: the checkpoint stays in Ray's storage."""
+        from ..training.checkpoint import TRIAL_CHECKPOINT
+        from .registry import log_trial_model
+
+        try:
+            with checkpoint.as_directory() as folder:
+                log_trial_model(self.client, run_id, Path(folder) / TRIAL_CHECKPOINT)
+            self.client.set_tag(run_id, CHECKPOINT_TAG, checkpoint.path)
+        except Exception as error:  # any failure to log a model must not end the study
+            message = f"{type(error).__name__}: {error}".splitlines()[0]
+            self.client.set_tag(run_id, MODEL_ERROR_TAG, message)
+            print(f"could not log the model of run {run_id}: {message}", file=sys.stderr)

@@ -1,0 +1,145 @@
+"""The study <-> tracking contract, without a cluster: the one trial loop (`reslab.study.trial.run_trial`)
+reporting to a session of our own, the MLflow writer on a real local store, and the launch refusals that
+come before Ray starts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from reslab.study.trial import Session, run_trial
+from reslab.tracking.layout import FAILED_TAG, LAUNCH_TAG, RESPONSES_ARTIFACT, TRIAL_TAG, VARIANT_TAG
+from reslab.tracking.writer import MLflowWriter, TrialRecord
+from reslab.training import Recipe, TrainConfig
+
+RECIPE = Recipe(batch_size=16, iterations=4, milestones=(2, 3))
+
+
+def params(layer_responses: bool = True, **point: Any) -> dict[str, Any]:
+    config = TrainConfig("cifar_resnet20", dataset="synthetic", recipe=RECIPE, eval_every=2)
+    trial = {"label": "cifar_resnet20", "seed": 0, "config": config.to_dict(), "layer_responses": layer_responses}
+    return {"trial": {**trial, **point}}
+
+
+class Recorder:
+    """A session that keeps the reports and the last checkpoint folder, as Tune would."""
+
+    def __init__(self, resume_from: Path | None = None) -> None:
+        self.reports: list[dict[str, Any]] = []
+        self.saved: Path | None = None
+        self.resume_from = resume_from
+
+    def session(self, tmp_path: Path) -> Session:
+        def report(metrics: dict[str, Any], folder: str | None) -> None:
+            self.reports.append(metrics)
+            if folder is not None:
+                self.saved = tmp_path / f"checkpoint_{len(self.reports)}"
+                self.saved.mkdir()
+                for file in Path(folder).iterdir():
+                    (self.saved / file.name).write_bytes(file.read_bytes())
+
+        @contextlib.contextmanager
+        def latest():
+            yield None if self.resume_from is None else str(self.resume_from)
+
+        return Session(report=report, latest=latest)
+
+
+def test_the_trial_loop_reports_each_evaluation_with_a_checkpoint_and_fig7_at_the_end(tmp_path: Path) -> None:
+    recorder = Recorder()
+    run_trial(params(), recorder.session(tmp_path), {"node_id": "here"}, gpu_ids=[])
+    assert [r["iteration"] for r in recorder.reports] == [2, 4]
+    assert all(r["node_id"] == "here" and r["resumed_from"] == 0 and not r["diverged"] for r in recorder.reports)
+    assert "layer_responses" not in recorder.reports[0]
+    assert len(recorder.reports[-1]["layer_responses"]) == 19  # ResNet-20: 19 3x3 conv layers
+    assert recorder.saved is not None and (recorder.saved / "checkpoint.pt").is_file()
+
+    # restored from the final checkpoint (the driver died before recording the end): the end is reported again,
+    # with Fig. 7's data, and nothing is trained twice
+    again = Recorder(resume_from=recorder.saved)
+    (tmp_path / "again").mkdir()
+    run_trial(params(), again.session(tmp_path / "again"), {}, gpu_ids=[])
+    [final] = again.reports
+    assert final["iteration"] == 4 and final["resumed_from"] == 4
+    assert final["test_error"] == recorder.reports[-1]["test_error"]
+    assert final["layer_responses"] == pytest.approx(recorder.reports[-1]["layer_responses"])
+
+
+def test_a_trial_that_cannot_start_reports_once_with_the_reason(tmp_path: Path) -> None:
+    recorder = Recorder()
+    missing = params(data_source=str(tmp_path / "nowhere"))
+    missing["trial"]["config"].update(dataset="cifar10", data_dir=str(tmp_path / "node" / "cifar10"))
+    run_trial(missing, recorder.session(tmp_path), {"node_id": "n1"}, gpu_ids=[])
+    [report] = recorder.reports
+    assert report["failed"] and report["node_id"] == "n1" and report["failed_reason"].startswith("DatasetNotFoundError")
+    if not torch.cuda.is_available():  # a GPU that torch cannot use: failed, or trained on the CPU when allowed
+        recorder = Recorder()
+        run_trial(params(), recorder.session(tmp_path), {}, gpu_ids=[0])
+        assert [r["failed_reason"].split(":")[0] for r in recorder.reports] == ["CudaUnavailable"]
+        recorder = Recorder()
+        run_trial(params(allow_cpu_fallback=True), recorder.session(tmp_path), {}, gpu_ids=[0])
+        assert [r["iteration"] for r in recorder.reports] == [2, 4] and recorder.reports[-1]["device"] == "cpu"
+
+
+def record(trial_id: str = "t1", label: str = "cifar_resnet20") -> TrialRecord:
+    config = TrainConfig("cifar_resnet20", dataset="synthetic", recipe=RECIPE).to_dict()
+    return TrialRecord(trial_id=trial_id, label=label, seed=1, config=config, sampled={"lr": 0.05})
+
+
+def test_the_writer_keeps_one_run_per_trial_and_each_step_once(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    writer = MLflowWriter(uri, "contract-smoke", {"profile": "smoke"}, {"variants": ["cifar_resnet20"]})
+    writer.start_launch()
+    trial = record()
+    run_id = writer.run_for(trial)
+    for step in (2, 4, 4, 2):  # a replay after a restore repeats steps
+        writer.log_result(trial, {"iteration": step, "test_error": 1 / step, "train_error": 0.5})
+    client = MlflowClient(uri)
+    assert [m.step for m in client.get_metric_history(run_id, "test_error")] == [2, 4]
+    run = client.get_run(run_id)
+    assert run.info.run_name == "cifar_resnet20-seed1" and run.data.tags[TRIAL_TAG] == "t1"
+    assert run.data.tags[VARIANT_TAG] == "cifar_resnet20" and run.data.params["sampled.lr"] == "0.05"
+    assert run.data.params["recipe.iterations"] == "4" and run.data.params["seed"] == "1"
+    writer.finish(trial, {"iteration": 4, "layer_responses": [0.5, 0.25]}, checkpoint=None)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(run_id)] == [RESPONSES_ARTIFACT]
+
+    # a restored driver: a new writer finds the run by trial id; a gap is filled only when asked (the sync)
+    restored = MLflowWriter(uri, "contract-smoke", {}, {})
+    restored.attach()
+    assert restored.run_for(trial, reopen=False) == run_id and restored.logged_steps(run_id) == {2, 4}
+    assert not restored.log_result(trial, {"iteration": 3, "test_error": 0.3})
+    assert restored.log_result(trial, {"iteration": 3, "test_error": 0.3}, replay=True)
+    assert sorted(m.step for m in client.get_metric_history(run_id, "test_error")) == [2, 3, 4]
+
+    failed = record("t2", "lr=1e6")
+    writer.finish(failed, {"failed": True, "failed_reason": "DatasetNotFoundError: no data"}, checkpoint=None)
+    run = writer.find_run("t2")
+    assert run.info.status == "FAILED" and run.data.tags[FAILED_TAG].startswith("DatasetNotFoundError")
+    writer.end_launch()
+    [launch] = client.search_runs([writer.experiment_id], f"tags.{LAUNCH_TAG} = 'true'")
+    assert launch.info.status == "FINISHED"
+    assert json.loads(Path(client.download_artifacts(launch.info.run_id, "study.json", str(tmp_path))).read_text())
+
+
+def test_a_launch_onto_another_grid_or_a_resume_of_nothing_is_refused_before_ray_starts(tmp_path: Path) -> None:
+    import ray
+
+    from reslab.study import Study, grid, run_study
+
+    study = Study("refusals", "a test study", "cifar10", grid(lr=[0.1]), settings={"model": "cifar_resnet20"})
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(ValueError, match=r"nothing to resume at .*refusals-smoke: no experiment state there"):
+        run_study(study, storage=tmp_path, resume=True, tracking_uri=store)
+    (tmp_path / "refusals-smoke").mkdir()
+    (tmp_path / "refusals-smoke" / "grid.json").write_text(json.dumps({"fingerprint": "another", "trials": 3}))
+    with pytest.raises(ValueError, match="holds a different trial grid; pass another --storage"):
+        run_study(study, storage=tmp_path, tracking_uri=store)
+    assert not ray.is_initialized() and not (tmp_path / "mlflow.db").exists()
