@@ -91,8 +91,8 @@ def test_models_lists_the_zoo_with_sizes() -> None:
 def test_bench_measures_both_loops_and_their_ratio() -> None:
     (result,) = run_benchmark(["cifar_resnet20"], iterations=2, batch_size=16, reference_workers=0, num_images=64)
     assert result.reslab_images_per_second > 0 and result.reference_images_per_second > 0
-    assert result.speedup == pytest.approx(result.reslab_images_per_second / result.reference_images_per_second)
-    assert result.reslab_peak_memory_mb > 0
+    assert 0.05 < result.speedup < 50  # one loop that did nothing, or timed nothing, would be far outside
+    assert 50 < result.reslab_peak_memory_mb < 64 * 1024  # MB (torch alone is > 50), not bytes or KB
     with pytest.raises(ValueError, match="unknown model"):
         run_benchmark(["cifar_resnet21"], iterations=1)
 

@@ -84,7 +84,9 @@ def test_shipped_smoke_study_runs_on_the_real_subset(name: str, cifar_subset: Pa
     assert done.returncode == 0, done.stderr[-3000:]
     table = summary(tmp_path / f"{name}_cifar10-smoke")
     assert (table["n"] == 1).all() and (table["failed"] == 0).all()
-    assert table["test_error_mean"].between(0, 100).all()
+    finals = {lines[-1]["trial_id"]: lines[-1] for lines in results(tmp_path / f"{name}_cifar10-smoke").values()}
+    # the table is the trials' final test errors, in percent (one seed each)
+    assert sorted(table["test_error_mean"].round(6)) == sorted(round(100 * r["test_error"], 6) for r in finals.values())
     assert (tmp_path / f"{name}_cifar10-smoke" / "summary.md").read_text().count("| cifar_") == len(table)
     for trial in results(tmp_path / f"{name}_cifar10-smoke").values():
         assert trial[-1]["iteration"] == 24 and trial[-1]["device"] == "cpu"
@@ -177,9 +179,10 @@ def test_a_killed_driver_is_restored_and_finished_trials_are_not_rerun(tmp_path:
     def one_finished_one_started() -> bool:
         trials = results(experiment)
         finished = [t for t in trials.values() if t and t[-1]["iteration"] == 160]
-        return len(finished) >= 1 and len(trials) >= 2 and time.sleep(1.5) is None
+        return len(finished) >= 1 and len(trials) >= 2
 
     wait_for(one_finished_one_started, 300, "one finished trial and a second one running")
+    time.sleep(1.5)  # past TUNE_GLOBAL_CHECKPOINT_S (1 s): the experiment state records the finished trial
     before = results(experiment)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
     driver.wait()
@@ -336,7 +339,8 @@ def test_depth_studies_run_their_smoke_profile(name: str, tmp_path: Path) -> Non
     done = run(REPO / "studies" / f"{name}.py", "--storage", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     table = summary(tmp_path / f"{name}-smoke")
-    assert len(table) in (5, 6) and (table["n"] == 1).all() and (table["failed"] == 0).all()
+    variants = {"cifar_depth": 6, "imagenet_depth": 5}[name]  # plain and residual nets of each smoke depth
+    assert len(table) == variants and (table["n"] == 1).all() and (table["failed"] == 0).all()
 
 
 def test_lr_search_samples_with_optuna_and_stops_with_asha(tmp_path: Path) -> None:
@@ -498,7 +502,6 @@ def test_a_study_registers_its_best_nets_and_a_pulled_net_predicts_as_trained(
         load(tmp_path / "pulled" / "model"),
     ):
         assert torch.equal(pulled(images), expected)
-        assert torch.equal(pulled(images).argmax(1), expected.argmax(1))
 
 
 def test_eight_trials_lose_no_metric_row_in_the_local_store(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 from reslab.study import PROFILES, Study, grid, variant_label
 from reslab.study.plan import format_plan, plan
-from reslab.study.runner import gpu_fraction, trial_resources
+from reslab.study.resources import gpu_fraction, trial_resources
 from reslab.study.summary import TrialOutcome, summarize, to_markdown
 
 STUDY_FILES = [

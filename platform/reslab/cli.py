@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -125,23 +126,18 @@ def run_registered(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
     from .tracking import check_reachable, prepare_store, resolve_tracking_uri
+    from .tracking.catalog import registered_versions
 
     uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
     check_reachable(uri)
-    client = MlflowClient(uri, registry_uri=uri)
-    models = client.search_registered_models()
-    if not models:
+    versions = registered_versions(MlflowClient(uri, registry_uri=uri))
+    if not versions:
         print(f"no registered models in {uri}; a finished study registers the best net of each configuration")
         return 0
     print(f"{'name':<36} {'version':>7}  {'aliases':<10} {'test err':>8}  study")
-    for model in sorted(models, key=lambda m: m.name):
-        aliases = client.get_registered_model(model.name).aliases  # alias -> version
-        versions = client.search_model_versions(f"name = '{model.name}'")
-        for version in sorted(versions, key=lambda v: int(v.version)):
-            error = version.tags.get("test_error")
-            shown = f"{100 * float(error):7.2f}%" if error else "       -"
-            named = ",".join(a for a, v in sorted(aliases.items()) if str(v) == str(version.version)) or "-"
-            print(f"{model.name:<36} {version.version:>7}  {named:<10} {shown}  {version.tags.get('study', '-')}")
+    for v in versions:
+        shown = "       -" if math.isnan(v.test_error) else f"{100 * v.test_error:7.2f}%"
+        print(f"{v.name:<36} {v.version:>7}  {','.join(v.aliases) or '-':<10} {shown}  {v.study or '-'}")
     return 0
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from ..study.summary import TrialOutcome, summarize
-from ..tracking.layout import CURVE_METRICS, LAUNCH_TAG, RESPONSES_ARTIFACT, TRIAL_TAG, VARIANT_TAG
+from ..tracking.catalog import latest_launch, registered_versions
+from ..tracking.layout import CURVE_METRICS, LAUNCH_TAG, RESPONSES_ARTIFACT, STUDY_ARTIFACT, TRIAL_TAG, VARIANT_TAG
 
 
 class StoreUnavailable(ConnectionError):
@@ -109,17 +110,15 @@ def study_definition(uri: str, experiment: str) -> StudyDefinition:
     """The study's definition from its latest launch's `study.json` (variants in the paper's order)."""
     client = client_for(uri)
     found = _experiment(client, uri, experiment)
-    launches = client.search_runs(
-        [found.experiment_id], f"tags.{LAUNCH_TAG} = 'true'", order_by=["attributes.start_time DESC"], max_results=1
-    )
-    if not launches:
+    launch = latest_launch(client, found.experiment_id)
+    if launch is None:
         return StudyDefinition(experiment)
     from mlflow.artifacts import load_text
 
-    tags = launches[0].data.tags
+    tags = launch.data.tags
     provenance = {key: tags[key] for key in PROVENANCE_TAGS if key in tags}
     try:
-        values = json.loads(load_text(f"{launches[0].info.artifact_uri}/study.json"))
+        values = json.loads(load_text(f"{launch.info.artifact_uri}/{STUDY_ARTIFACT}"))
     except Exception:  # a launch without its definition: show the runs anyway
         return StudyDefinition(experiment, provenance=provenance)
     planned = {f"{t['label']}-seed{t['seed']}": t["config"]["recipe"]["iterations"] for t in values.get("trials", [])}
@@ -242,24 +241,19 @@ def layer_responses(uri: str, runs: pd.DataFrame) -> pd.DataFrame:
 def registered_models(uri: str) -> pd.DataFrame:
     """Every registered net with its versions, aliases, errors (%) and the command that pulls it."""
     client = client_for(uri)
-    rows = []
-    for model in client.search_registered_models():
-        aliases = client.get_registered_model(model.name).aliases
-        for version in client.search_model_versions(f"name = '{model.name}'"):
-            tags = version.tags
-            named = sorted(a for a, v in aliases.items() if str(v) == str(version.version))
-            rows.append(
-                {
-                    "name": model.name,
-                    "version": int(version.version),
-                    "aliases": ", ".join(named),
-                    "test_error": 100 * float(tags["test_error"]) if "test_error" in tags else math.nan,
-                    "train_error": 100 * float(tags["train_error"]) if "train_error" in tags else math.nan,
-                    "study": tags.get("experiment", tags.get("study", "")),
-                    "run": tags.get("run_name", ""),
-                    "pull": f"reslab models pull {model.name}/{version.version} --out models/",
-                }
-            )
+    rows = [
+        {
+            "name": v.name,
+            "version": v.version,
+            "aliases": ", ".join(v.aliases),
+            "test_error": 100 * v.test_error,
+            "train_error": 100 * v.train_error,
+            "study": v.study,
+            "run": v.run,
+            "pull": f"reslab models pull {v.name}/{v.version} --out models/",
+        }
+        for v in registered_versions(client)
+    ]
     columns = ["name", "version", "aliases", "test_error", "train_error", "study", "run", "pull"]
     return pd.DataFrame(rows, columns=columns).sort_values(["name", "version"], ignore_index=True)
 

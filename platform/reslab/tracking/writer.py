@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .catalog import latest_launch
 from .layout import (
     CHECKPOINT_TAG,
     FAILED_TAG,
@@ -129,10 +130,8 @@ class MLflowWriter:
             self.start_launch()
             return
         self._experiment_id = found.experiment_id
-        launches = self.client.search_runs(
-            [self._experiment_id], f"tags.{LAUNCH_TAG} = 'true'", order_by=["attributes.start_time DESC"], max_results=1
-        )
-        self._parent = launches[0].info.run_id if launches else ""
+        launch = latest_launch(self.client, self._experiment_id)
+        self._parent = launch.info.run_id if launch else ""
 
     def end_launch(self) -> None:
         if self._parent:

@@ -1,0 +1,61 @@
+"""What a launch records about itself: the experiment's name, a fingerprint of its trial grid (so a restore
+never silently continues a different one) and its provenance and definition."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .spec import Study, Trial, variant_label
+
+
+def experiment_name(study: Study, profile: str) -> str:
+    return f"{study.name}-{profile}"
+
+
+def grid_fingerprint(trials: list[Trial], study: Study, profile: str) -> str:
+    """A hash of the trial grid (and search), so a restore never silently continues a different one."""
+    search = None if study.search is None else [repr(study.search), study.search.samples.get(profile)]
+    blob = json.dumps([[t.config.to_dict() for t in trials], search, study.layer_responses], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def launch_record(study: Study, profile: str, trials: list[Trial]) -> dict[str, Any]:
+    """What a launch records about itself: provenance tags (command, commit, versions) and the study's
+    definition (variant order, the paper's numbers, every trial's config). MLflow's parent run carries
+    both; a copy beside grid.json lets `reslab tracking sync` rebuild them into a store that lost them."""
+    import platform as python_platform
+    import subprocess
+
+    import torch
+
+    from .. import __version__
+
+    try:  # the commit of reslab's own source (not of the working directory); "unknown" when not in a checkout
+        source = str(Path(__file__).resolve().parent)
+        found = subprocess.run(["git", "-C", source, "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+        commit = found.stdout.strip()
+    except OSError:
+        commit = ""
+    tags = {
+        "git_commit": commit or "unknown",
+        "profile": profile,
+        "reslab_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": python_platform.python_version(),
+        "command": " ".join(sys.argv),
+        "study": study.name,
+    }
+    definition = {
+        "study": study.name,
+        "title": study.title,
+        "profile": profile,
+        "variants": [variant_label(v) for v in study.variants],  # the order the paper's tables use
+        "paper": dict(study.paper),  # the paper's test error (%) by variant, for tables beside ours
+        "metric": study.metric,
+        "trials": [{"label": t.label, "seed": t.seed, "config": t.config.to_dict()} for t in trials],
+    }
+    return {"tags": tags, "definition": definition}

@@ -1,0 +1,85 @@
+"""The Ray Tune `Tuner` of a study: a grid of its trials, or Optuna's samples with ASHA stopping for a search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .spec import Study, Trial, trial_label
+from .trial import MAX_FAILURES
+
+
+def new_tuner(
+    trainable: Any,
+    study: Study,
+    profile: str,
+    trials: list[Trial],
+    name: str,
+    storage: str,
+    max_concurrent: int | None,
+    gpus: float,
+    tracking: Any,
+    verbose: bool = False,
+    node_options: dict[str, Any] | None = None,
+) -> Any:
+    """A Tuner over the study's grid, or, for a search study, over Optuna's samples with ASHA stopping."""
+    from ray import tune
+
+    from .console import ConsoleReport
+
+    point = {
+        "layer_responses": study.layer_responses,
+        "storage": storage,
+        "gpus_per_worker": gpus,
+        # what a trial does on a node that lacks something: a GPU torch cannot use (train on the CPU if
+        # allow_cpu_fallback), the data folder (copy it from data_source)
+        **(node_options or {}),
+    }
+    points = [{"label": t.label, "seed": t.seed, "config": t.config.to_dict(), **point} for t in trials]
+
+    def trial_name(trial: Any) -> str:
+        return f"{trial_label(trial.config)}-seed{trial.config['trial']['seed']}"
+
+    names = {"trial_name_creator": trial_name, "trial_dirname_creator": lambda t: f"{trial_name(t)}-{t.trial_id}"}
+    if study.search is None:
+        param_space = {"trial": tune.grid_search(points)}
+        tune_config = tune.TuneConfig(max_concurrent_trials=max_concurrent, **names)
+    else:
+        param_space = {"trial": points[0], "sampled": {k: tune.loguniform(*v) for k, v in study.search.space.items()}}
+        tune_config = search_config(study, profile, trials[0].config.recipe.iterations, max_concurrent, names)
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune_config,
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[tracking, ConsoleReport()],
+            verbose=2 if verbose else 0,  # Ray Tune's own status table and trial dumps, behind --verbose
+        ),
+    )
+
+
+def search_config(study: Study, profile: str, iterations: int, max_concurrent: int | None, names: dict) -> Any:
+    """Optuna TPE (seeded, so a search is repeatable) proposing trials, ASHA stopping the weak ones."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    search = study.search
+    return tune.TuneConfig(
+        metric=study.metric,
+        mode="min",
+        search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=0)),
+        scheduler=ASHAScheduler(
+            time_attr="iteration",
+            max_t=iterations,
+            grace_period=max(1, round(search.grace_fraction * iterations)),
+            reduction_factor=search.reduction_factor,
+        ),
+        num_samples=search.samples.get(profile, 1),
+        max_concurrent_trials=max_concurrent,
+        **names,
+    )
