@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from reslab.study.trial import Session, run_trial
-from reslab.tracking.layout import FAILED_TAG, LAUNCH_TAG, RESPONSES_ARTIFACT, TRIAL_TAG, VARIANT_TAG
+from reslab.tracking.layout import FAILED_TAG, LAUNCH_TAG, RESPONSES_ARTIFACT, RUNTIME_TAG, TRIAL_TAG, VARIANT_TAG
 from reslab.tracking.writer import MLflowWriter, TrialRecord
 from reslab.training import Recipe, TrainConfig
 
@@ -107,6 +107,8 @@ def test_the_writer_keeps_one_run_per_trial_and_each_step_once(tmp_path: Path) -
     assert run.info.run_name == "cifar_resnet20-seed1" and run.data.tags[TRIAL_TAG] == "t1"
     assert run.data.tags[VARIANT_TAG] == "cifar_resnet20" and run.data.params["sampled.lr"] == "0.05"
     assert run.data.params["recipe.iterations"] == "4" and run.data.params["seed"] == "1"
+    assert "data_dir" not in run.data.params and "precision" not in run.data.params  # how it ran: a tag
+    assert json.loads(run.data.tags[RUNTIME_TAG])["precision"] == "auto"
     writer.finish(trial, {"iteration": 4, "layer_responses": [0.5, 0.25]}, checkpoint=None)
     assert client.get_run(run_id).info.status == "FINISHED"
     assert [a.path for a in client.list_artifacts(run_id)] == [RESPONSES_ARTIFACT]
@@ -143,3 +145,17 @@ def test_a_launch_onto_another_grid_or_a_resume_of_nothing_is_refused_before_ray
     with pytest.raises(ValueError, match="holds a different trial grid; pass another --storage"):
         run_study(study, storage=tmp_path, tracking_uri=store)
     assert not ray.is_initialized() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_grid_fingerprint_is_what_is_trained_not_how_it_runs() -> None:
+    from reslab.study import Study, grid
+    from reslab.study.launch import grid_fingerprint
+
+    def fingerprint(lr: float = 0.1, **runtime: Any) -> str:
+        settings = {"model": "cifar_resnet20", **runtime}
+        study = Study("fp", "a test study", "cifar10", grid(lr=[lr]), settings=settings)
+        return grid_fingerprint(study.trials("smoke", runtime.get("data_dir")), study, "smoke")
+
+    same = fingerprint()
+    assert fingerprint(precision="fp32", data_parallel=2, workers=1) == same
+    assert fingerprint(lr=0.05) != same  # another grid

@@ -16,10 +16,13 @@ def experiment_name(study: Study, profile: str) -> str:
     return f"{study.name}-{profile}"
 
 
-def grid_fingerprint(trials: list[Trial], study: Study, profile: str) -> str:
-    """A hash of the trial grid (and search), so a restore never silently continues a different one."""
+def grid_fingerprint(trials: list[Trial], study: Study, profile: str, legacy: bool = False) -> str:
+    """A hash of what the trial grid trains (and the search), so a restore never silently continues a different
+    grid; how it runs (data folder, device, precision, DDP workers) is not part of it. `legacy`: the hash of the
+    whole config, which experiments written before this distinction carry."""
     search = None if study.search is None else [repr(study.search), study.search.samples.get(profile)]
-    blob = json.dumps([[t.config.to_dict() for t in trials], search, study.layer_responses], sort_keys=True)
+    configs = [t.config.to_dict() if legacy else t.config.trained() for t in trials]
+    blob = json.dumps([configs, search, study.layer_responses], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

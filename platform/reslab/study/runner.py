@@ -169,7 +169,8 @@ def prepare_launch(
     check_reachable(tracking_uri)  # a server that is down fails the launch before any trial starts
     launch = Launch(study, profile, trials, address, tracking_uri, storage_uri(storage))
     stored = read_text(launch.path, "grid.json")
-    if stored is not None and json.loads(stored)["fingerprint"] != grid_fingerprint(trials, study, profile):
+    accepted = {grid_fingerprint(trials, study, profile), grid_fingerprint(trials, study, profile, legacy=True)}
+    if stored is not None and json.loads(stored)["fingerprint"] not in accepted:
         raise ValueError(f"{launch.path} holds a different trial grid; pass another --storage or remove that folder")
     if resume and not tune.Tuner.can_restore(launch.path):
         raise ValueError(f"nothing to resume at {launch.path}: no experiment state there")

@@ -20,6 +20,7 @@ REGISTERED_NAME_TAG = "reslab.registered_name"  # the registry name the trial's 
 MODEL_TAG = "reslab.model"  # set once the trial's model is logged
 MODEL_ERROR_TAG = "reslab.model_error"  # why the trial's model could not be logged
 CHECKPOINT_TAG = "reslab.checkpoint"  # where the checkpoint the model came from lives
+RUNTIME_TAG = "reslab.runtime"  # how the trial ran (data folder, device, precision, DDP workers), as JSON
 FAILED_TAG = "reslab.failed"  # why a trial could not start (missing data, a GPU torch cannot use, ...)
 
 STUDY_ARTIFACT = "study.json"  # on a launch run: variants in the paper's order, the paper's numbers, trials

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..training.config import RUNTIME_FIELDS
 from .catalog import latest_launch
 from .layout import (
     CHECKPOINT_TAG,
@@ -27,6 +28,7 @@ from .layout import (
     PARENT_TAG,
     REGISTERED_NAME_TAG,
     RESPONSES_ARTIFACT,
+    RUNTIME_TAG,
     STUDY_ARTIFACT,
     TRIAL_TAG,
     VARIANT_TAG,
@@ -161,6 +163,7 @@ class MLflowWriter:
                 PARENT_TAG: self._parent,
                 VARIANT_TAG: trial.label,
                 REGISTERED_NAME_TAG: registered_name(trial.config),
+                RUNTIME_TAG: json.dumps({k: trial.config[k] for k in RUNTIME_FIELDS if k in trial.config}),
             }
             run_id = self.client.create_run(self._experiment_id, tags=tags, run_name=trial.run_name).info.run_id
             self._log_params(run_id, trial)
@@ -174,7 +177,8 @@ class MLflowWriter:
     def _log_params(self, run_id: str, trial: TrialRecord) -> None:
         from mlflow.entities import Param
 
-        params = {**flatten(trial.config), "seed": str(trial.seed)}
+        trained = {k: v for k, v in trial.config.items() if k not in RUNTIME_FIELDS}  # how it ran: RUNTIME_TAG
+        params = {**flatten(trained), "seed": str(trial.seed)}
         params.update({f"sampled.{k}": str(v) for k, v in trial.sampled.items()})
         items = [Param(k, v) for k, v in params.items()]
         for start in range(0, len(items), PARAMS_PER_BATCH):

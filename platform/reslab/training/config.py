@@ -27,9 +27,16 @@ DATASETS: dict[str, tuple[str, ...]] = {
 }
 
 
+# How a run runs, not what it trains: the same study on another machine (another data folder, GPU, precision
+# setting or number of DDP workers) trains the same nets. Kept out of a study's grid fingerprint and of the
+# MLflow params that compare runs (the run records them in a tag instead).
+RUNTIME_FIELDS = ("data_dir", "download", "device", "precision", "workers", "data_parallel")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines one training run."""
+    """Everything that determines one training run: what is trained (`trained()`) and how it runs
+    (RUNTIME_FIELDS)."""
 
     model: str  # registered model name, e.g. "cifar_resnet56" (see `reslab models`)
     recipe: Recipe = field(default_factory=cifar_recipe)  # optimisation schedule
@@ -94,6 +101,14 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "recipe": self.recipe.to_dict()}
+
+    def trained(self) -> dict[str, Any]:
+        """What is trained: the config without RUNTIME_FIELDS."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+
+    def runtime(self) -> dict[str, Any]:
+        """How it runs: RUNTIME_FIELDS only."""
+        return {k: getattr(self, k) for k in RUNTIME_FIELDS}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
