@@ -82,8 +82,7 @@ def s3() -> Iterator[dict[str, str]]:
         bucket_client(env).create_bucket(Bucket=BUCKET)
         yield env
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_group(server)
 
 
 def _http_answers(url: str) -> bool:
@@ -110,3 +109,14 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """End a process the test started in its own process group (start_new_session): SIGTERM, then SIGKILL."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)

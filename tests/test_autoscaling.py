@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import stop_group
 from test_study_ray import free_port, results, wait_for, write_study
 
 pytestmark = pytest.mark.slow
@@ -125,12 +126,7 @@ def test_autoscaling_adds_gpu_workers_for_a_study_and_removes_them_when_idle(tmp
             raise AssertionError(f"{timed_out}; the autoscaler's log ends:\n{autoscaler_log(temp)}") from None
         print(f"idle workers removed {time.monotonic() - started:.0f} s after the study ended")
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(timeout=30)
+        stop_group(head)
         time.sleep(2)
         leftover = subprocess.run(["pgrep", "-f", str(temp)], capture_output=True, text=True).stdout.split()
         for pid in leftover:  # fake workers that outlived their head: ours by their temp folder

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUCKET, bucket_client
+from conftest import BUCKET, bucket_client, stop_group
 from test_study_ray import _answers, free_port, study_env, tracked_runs, wait_for, write_study
 
 pytestmark = pytest.mark.slow
@@ -42,16 +41,6 @@ def postgres_bin() -> Path | None:
 def as_postgres_user(command: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: as root, run it as Debian's `postgres` user."""
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -80,7 +69,7 @@ def postgres() -> Iterator[str]:
         sql(port, "CREATE DATABASE mlflow", "postgres")
         yield f"127.0.0.1:{port}"
     finally:
-        stop(server)
+        stop_group(server)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -154,7 +143,7 @@ def test_results_live_in_postgres_and_s3_survive_a_server_restart_and_are_rebuil
             )
 
         wait_for(first_report_logged, 300, "the first report to reach the server")
-        stop(server)  # the tracking server restarts mid-study (an upgrade, a crash)
+        stop_group(server)  # the tracking server restarts mid-study (an upgrade, a crash)
         time.sleep(3)
         server = start_mlflow(port, postgres, env, log)
         stdout, stderr = study.communicate(timeout=600)
@@ -172,7 +161,7 @@ def test_results_live_in_postgres_and_s3_survive_a_server_restart_and_are_rebuil
         assert not list(tmp_path.glob("runs")), "the study wrote a local store or storage"
 
         # the head is gone: its MLflow database with it. The bucket rebuilds the runs.
-        stop(server)
+        stop_group(server)
         assert sql(int(postgres.split(":")[1]), "DROP DATABASE mlflow", "postgres")
         assert sql(int(postgres.split(":")[1]), "CREATE DATABASE mlflow", "postgres")
         server = start_mlflow(port, postgres, env, log)
@@ -209,4 +198,4 @@ def test_results_live_in_postgres_and_s3_survive_a_server_restart_and_are_rebuil
         net = load(weights.parent)
         assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     finally:
-        stop(server)
+        stop_group(server)

@@ -158,13 +158,14 @@ def run_tracking_sync(args: argparse.Namespace) -> int:
 
     uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
     check_reachable(uri)
-    with local_copy(args.folder if is_cloud_uri(args.folder) else Path(args.folder).resolve()) as folder:
+    cloud = args.folder if is_cloud_uri(args.folder) else None
+    with local_copy(cloud or Path(args.folder).resolve()) as folder:
         if not (folder / "grid.json").is_file():
             raise ValueError(
                 f"{args.folder} is not a study's experiment folder (no grid.json); e.g. runs/NAME-PROFILE or "
                 "s3://BUCKET/PATH/NAME-PROFILE"
             )
-        print(sync_experiment(args.folder if is_cloud_uri(args.folder) else folder, uri))
+        print(sync_experiment(folder, uri, copy_of=cloud))  # the records were copied once, here
         results = sorted(folder.glob("*/result.json"))
         trial_ids = [json.loads(p.read_text().splitlines()[-1])["trial_id"] for p in results]
         tags = {"experiment": folder.name}

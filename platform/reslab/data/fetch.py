@@ -27,6 +27,13 @@ def _is_archive(source: str) -> bool:
     return source.endswith(ARCHIVES)
 
 
+def _filesystem(source: str):
+    """pyarrow's filesystem and path for a URI (s3://...) or a local path (~ expanded)."""
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(source if "://" in source else str(Path(source).expanduser()))
+
+
 def _has_data(folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
@@ -42,7 +49,7 @@ def check_source(source: str) -> None:
     import pyarrow.fs
 
     try:
-        fs, path = pyarrow.fs.FileSystem.from_uri(source if "://" in source else str(Path(source).expanduser()))
+        fs, path = _filesystem(source)
         kind = fs.get_file_info(path).type
     except (OSError, ValueError) as error:
         raise DatasetNotFoundError(f"data source {source} cannot be read ({error})") from None
@@ -95,9 +102,7 @@ def _unpack(source: str, destination: Path) -> None:
     if source.startswith(("http://", "https://")):
         stream = urllib.request.urlopen(source, timeout=60)
     else:
-        import pyarrow.fs
-
-        fs, path = pyarrow.fs.FileSystem.from_uri(source if "://" in source else str(Path(source).expanduser()))
+        fs, path = _filesystem(source)
         stream = fs.open_input_stream(path)
     with stream, tarfile.open(fileobj=stream, mode="r|*") as archive:
         archive.extractall(destination, filter="data")

@@ -98,13 +98,18 @@ def _latest_checkpoint(trial_folder: Path, cloud_folder: str | None = None) -> A
     return Checkpoint(folders[-1], filesystem=fs) if folders else None
 
 
-def sync_experiment(folder: str | Path, uri: str, finished: dict[str, bool] | None = None) -> SyncReport:
+def sync_experiment(
+    folder: str | Path, uri: str, finished: dict[str, bool] | None = None, copy_of: str | None = None
+) -> SyncReport:
     """Bring the MLflow experiment named after `folder` (a study's experiment folder) up to date with
     the reports in it; into a store without that experiment, the launch comes back too, with its
     provenance and the study's definition (variant order, the paper's numbers). `finished` maps trial
     ids to whether the trial ended well (True) or failed (False); trials absent from it are closed only
     when their last report reached the planned iteration. A cloud folder (s3://...) is read through a
-    temporary local copy of the files the sync needs."""
+    temporary local copy of the files the sync needs; a caller holding that copy already passes it as
+    `folder` and the cloud folder as `copy_of`."""
+    if copy_of is not None:
+        return _sync(Path(folder), uri, finished, cloud_folder=copy_of.rstrip("/"))
     if is_cloud_uri(folder):
         with local_copy(folder) as copy:
             return _sync(copy, uri, finished, cloud_folder=str(folder).rstrip("/"))
