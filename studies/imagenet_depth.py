@@ -14,7 +14,7 @@ STUDY = Study(
     dataset="imagenet",
     variants=grid(model=["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]),
     settings={"ten_crop": True},
-    # Table 3 (top-1, 10-crop); ResNet-18 from Table 2
+    # Table 3 (top-1, 10-crop); ResNet-18 from Table 2, where it has option A (the paper gives no 18-layer B)
     paper={"resnet18": 27.88, "resnet34": 24.52, "resnet50": 22.85, "resnet101": 21.75, "resnet152": 21.43},
 )
 

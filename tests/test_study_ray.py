@@ -354,25 +354,51 @@ def test_lr_search_samples_with_optuna_and_stops_with_asha(tmp_path: Path) -> No
     assert "Best finished trial: lr=" in done.stdout
 
 
-def test_a_data_parallel_trial_trains_on_two_gloo_workers(tmp_path: Path) -> None:
+def test_a_data_parallel_trial_trains_on_two_gloo_workers_and_resumes_when_killed(tmp_path: Path) -> None:
+    """The same trial loop on 2 Ray Train workers (gloo): DDP keeps the replicas identical, a diverging trial
+    is marked, Fig. 7 is reported; killing the trial's process makes Tune retry it, and its new workers
+    continue from the checkpoint rank 0 wrote (after freeing the lost workers' reservation)."""
     script = write_study(
         tmp_path,
         "data_parallel",
-        "grid(lr=[0.1, 1e6])",
-        {"model": "cifar_resnet20", "iterations": 20, "eval_every": 10, "batch_size": 32},
+        "grid(lr=[1e6, 0.1])",
+        {**LONG, "iterations": 100},
         layer_responses=True,  # Fig. 7 from a data-parallel trial too: the same loop as a single-process one
     )
-    done = run(script, "--storage", str(tmp_path), "--data-parallel", "2")
-    assert done.returncode == 0, done.stderr[-3000:]
-    trained, diverged = (lines for name, lines in sorted(results(tmp_path / "data_parallel-smoke").items()))
-    assert [r["iteration"] for r in trained] == [10, 20]
+    driver = subprocess.Popen(
+        [sys.executable, str(script), "--storage", str(tmp_path), "--data-parallel", "2"],
+        env=study_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    experiment = tmp_path / "data_parallel-smoke"
+
+    def training(at_least: int) -> list[dict]:
+        lines = [r for trial in results(experiment).values() for r in trial if not r.get("diverged")]
+        return lines if lines and lines[-1]["iteration"] >= at_least else []
+
+    wait_for(lambda: training(40), 400, "the data-parallel trial to pass iteration 40")
+    victim = training(40)[-1]["pid"]  # the trial's own process, which coordinates its Ray Train workers
+    os.kill(victim, signal.SIGKILL)
+    output, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, output[-3000:]
+    trials = results(experiment).values()
+    [diverged] = [lines for lines in trials if lines[-1].get("diverged")]
+    [trained] = [lines for lines in trials if not lines[-1].get("diverged")]
+    assert [r["iteration"] for r in trained if r["pid"] == victim][:2] == [20, 40]
+    assert trained[-1]["iteration"] == 100 and trained[-1]["pid"] != victim
+    assert trained[-1]["resumed_from"] >= 40  # the retry continued from the checkpoint, not from iteration 0
     assert all(r["world_size"] == 2 and r["replica_spread"] == 0.0 for r in trained)  # DDP kept replicas identical
     assert 0 <= trained[-1]["test_error"] <= 1
     assert len(trained[-1]["layer_responses"]) == 19 and "layer_responses" not in trained[0]
     assert diverged[-1]["diverged"] and "training loss became" in diverged[-1]["diverged_reason"]
-    table = summary(tmp_path / "data_parallel-smoke")
+    table = summary(experiment)
     assert table.loc["lr=0.1", "n"] == 1
     assert table.loc["lr=1000000.0", "diverged"] == 1 and table.loc["lr=1000000.0", "n"] == 0
+    _, children = tracked_runs(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", "data_parallel-smoke")
+    assert children["lr=0.1-seed0"] == list(range(20, 101, 20))  # one run, each step once, across the retry
 
 
 def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:

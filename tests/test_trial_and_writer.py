@@ -13,7 +13,18 @@ import pytest
 import torch
 
 from reslab.study.trial import Session, run_trial
-from reslab.tracking.layout import FAILED_TAG, LAUNCH_TAG, RESPONSES_ARTIFACT, RUNTIME_TAG, TRIAL_TAG, VARIANT_TAG
+from reslab.tracking.layout import (
+    FAILED_TAG,
+    LAUNCH_TAG,
+    REASON_TAG,
+    RESPONSES_ARTIFACT,
+    RUNTIME_TAG,
+    STATUS_TAG,
+    TRIAL_TAG,
+    VARIANT_TAG,
+    run_status,
+    trial_status,
+)
 from reslab.tracking.writer import MLflowWriter, TrialRecord
 from reslab.training import Recipe, TrainConfig
 
@@ -109,8 +120,9 @@ def test_the_writer_keeps_one_run_per_trial_and_each_step_once(tmp_path: Path) -
     assert run.data.params["recipe.iterations"] == "4" and run.data.params["seed"] == "1"
     assert "data_dir" not in run.data.params and "precision" not in run.data.params  # how it ran: a tag
     assert json.loads(run.data.tags[RUNTIME_TAG])["precision"] == "auto"
-    writer.finish(trial, {"iteration": 4, "layer_responses": [0.5, 0.25]}, checkpoint=None)
-    assert client.get_run(run_id).info.status == "FINISHED"
+    assert writer.close(trial, {"iteration": 4, "layer_responses": [0.5, 0.25]}) == "finished"
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[STATUS_TAG] == "finished"
     assert [a.path for a in client.list_artifacts(run_id)] == [RESPONSES_ARTIFACT]
 
     # a restored driver: a new writer finds the run by trial id; a gap is filled only when asked (the sync)
@@ -122,13 +134,91 @@ def test_the_writer_keeps_one_run_per_trial_and_each_step_once(tmp_path: Path) -
     assert sorted(m.step for m in client.get_metric_history(run_id, "test_error")) == [2, 3, 4]
 
     failed = record("t2", "lr=1e6")
-    writer.finish(failed, {"failed": True, "failed_reason": "DatasetNotFoundError: no data"}, checkpoint=None)
+    assert writer.close(failed, {"failed": True, "failed_reason": "DatasetNotFoundError: no data"}) == "failed"
     run = writer.find_run("t2")
     assert run.info.status == "FAILED" and run.data.tags[FAILED_TAG].startswith("DatasetNotFoundError")
+    assert run.data.tags[REASON_TAG] == "DatasetNotFoundError: no data" and not client.list_artifacts(run.info.run_id)
     writer.end_launch()
     [launch] = client.search_runs([writer.experiment_id], f"tags.{LAUNCH_TAG} = 'true'")
     assert launch.info.status == "FINISHED"
     assert json.loads(Path(client.download_artifacts(launch.info.run_id, "study.json", str(tmp_path))).read_text())
+
+
+@pytest.mark.parametrize(
+    "last, error, early_stopping, expected",
+    [
+        ({"iteration": 4}, None, False, ("finished", "")),
+        ({"iteration": 4}, None, True, ("finished", "")),
+        ({"iteration": 2}, None, True, ("stopped", "stopped early by ASHA at iteration 2 of 4")),
+        ({"iteration": 2}, None, False, ("failed", "stopped at iteration 2 of 4")),
+        ({"iteration": 3, "diverged": True, "diverged_reason": "loss nan"}, None, False, ("diverged", "loss nan")),
+        ({"iteration": 0, "failed": True, "failed_reason": "no data"}, None, True, ("failed", "no data")),
+        ({"iteration": 4}, "ValueError: bad", False, ("failed", "ValueError: bad")),  # Tune marked it errored
+    ],
+)
+def test_one_classification_of_how_a_trial_ended(last: dict, error: str | None, early_stopping: bool, expected) -> None:
+    assert trial_status(last, 4, error=error, early_stopping=early_stopping) == expected
+
+
+def test_a_runs_status_reads_the_status_tag_and_runs_closed_before_it() -> None:
+    assert run_status("RUNNING", {STATUS_TAG: "finished"}) == "running"  # reopened after a restore
+    assert run_status("KILLED", {STATUS_TAG: "stopped"}) == "stopped"
+    assert run_status("FINISHED", {STATUS_TAG: "diverged"}) == "diverged"
+    # closed before the tag existed: MLflow's status and the diverged tag
+    assert run_status("FINISHED", {"diverged": "loss nan"}) == "diverged"
+    assert run_status("FINISHED", {}) == "finished"
+    assert run_status("KILLED", {}) == "failed" and run_status("FAILED", {}) == "failed"
+
+
+def write_experiment(folder: Path, trials: dict[str, tuple[dict, list[dict]]]) -> None:
+    """A study's experiment folder as Ray Tune writes it: per trial `params.json` and `result.json` (one
+    report per line)."""
+    for trial_id, (trial_params, reports) in trials.items():
+        (folder / trial_id).mkdir(parents=True)
+        (folder / trial_id / "params.json").write_text(json.dumps(trial_params))
+        lines = [json.dumps({"trial_id": trial_id, **r}) for r in reports]
+        (folder / trial_id / "result.json").write_text("\n".join(lines) + "\n")
+
+
+def test_the_sync_records_each_trials_end_as_the_study_does_and_twice_changes_nothing(tmp_path: Path) -> None:
+    from reslab.dashboard.queries import trial_runs
+    from reslab.study.sync import sync_experiment
+
+    def report(iteration: int, **extra: Any) -> dict[str, Any]:
+        return {"iteration": iteration, "test_error": 0.5, "train_error": 0.4, **extra}
+
+    grid = params(layer_responses=False)
+    search = {**params(early_stopping=True), "sampled": {"lr": 0.3}}
+    folder = tmp_path / "sync-smoke"
+    write_experiment(
+        folder,
+        {
+            "done": (grid, [report(2), report(4)]),
+            "nan": (grid, [report(2), {"iteration": 3, "diverged": True, "diverged_reason": "loss is nan"}]),
+            "asha": (search, [report(2)]),
+            "crashed": (grid, [report(2)]),  # Tune marked it errored
+            "interrupted": (grid, [report(2)]),  # the driver died: no word from Tune
+        },
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = sync_experiment(folder, uri, finished={"done": True, "crashed": False})
+    assert (first.trials, first.runs_created, first.steps_logged, first.runs_closed) == (5, 5, 6, 5)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("sync-smoke").experiment_id])
+        if TRIAL_TAG in r.data.tags
+    ]
+    statuses = {r.data.tags[TRIAL_TAG]: run_status(r.info.status, r.data.tags) for r in runs}
+    expected = {"done": "finished", "nan": "diverged", "asha": "stopped", "crashed": "failed", "interrupted": "failed"}
+    assert statuses == expected
+    assert sorted(trial_runs(uri, "sync-smoke")["status"]) == sorted(expected.values())  # the dashboard's words
+    reasons = {r.data.tags[TRIAL_TAG]: r.data.tags[REASON_TAG] for r in runs}
+    assert reasons["interrupted"] == "stopped at iteration 2 of 4" and reasons["nan"] == "loss is nan"
+    again = sync_experiment(folder, uri)
+    assert (again.runs_created, again.steps_logged, again.runs_closed) == (0, 0, 0)
 
 
 def test_a_launch_onto_another_grid_or_a_resume_of_nothing_is_refused_before_ray_starts(tmp_path: Path) -> None:
@@ -159,3 +249,33 @@ def test_the_grid_fingerprint_is_what_is_trained_not_how_it_runs() -> None:
     same = fingerprint()
     assert fingerprint(precision="fp32", data_parallel=2, workers=1) == same
     assert fingerprint(lr=0.05) != same  # another grid
+
+
+def test_a_config_spells_out_the_familys_default_shortcut_and_none_means_plain() -> None:
+    assert TrainConfig("cifar_resnet20").shortcut == "A" and TrainConfig("resnet34").shortcut == "B"
+    assert TrainConfig("resnet34", shortcut="C").shortcut == "C"
+    assert TrainConfig("cifar_plain20").shortcut is None and TrainConfig("plain34").shortcut is None
+    assert TrainConfig.from_dict(TrainConfig("resnet50").to_dict()).shortcut == "B"  # a stored config says it
+    assert "shortcut: 'A' is not valid for cifar_plain20" in " ".join(
+        TrainConfig("cifar_plain20", shortcut="A").problems()
+    )
+
+
+def test_experiments_fingerprinted_by_earlier_versions_still_restore() -> None:
+    """Fingerprints that reslab at e51e42e wrote for two shipped studies (smoke profile): of the trained
+    config and of the whole config, both with the default shortcut left as None."""
+    import importlib.util
+
+    from reslab.study.launch import earlier_fingerprints, grid_fingerprint
+
+    written = {
+        "shortcut_ablation": ("CIFAR", {"63771e7f639a04fe", "dc6e3a5440d031d5"}),
+        "plain_vs_residual": ("CIFAR", {"2680cf431ee67d66", "2b73ad58b96fa637"}),
+    }
+    for name, (attribute, fingerprints) in written.items():
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "studies" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        study = getattr(module, attribute)
+        trials = study.trials("smoke")
+        assert fingerprints <= earlier_fingerprints(trials, study, "smoke") | {grid_fingerprint(trials, study, "smoke")}

@@ -17,7 +17,15 @@ import pandas as pd
 
 from ..study.summary import TrialOutcome, summarize
 from ..tracking.catalog import latest_launch, registered_versions
-from ..tracking.layout import CURVE_METRICS, LAUNCH_TAG, RESPONSES_ARTIFACT, STUDY_ARTIFACT, TRIAL_TAG, VARIANT_TAG
+from ..tracking.layout import (
+    CURVE_METRICS,
+    LAUNCH_TAG,
+    RESPONSES_ARTIFACT,
+    STUDY_ARTIFACT,
+    TRIAL_TAG,
+    VARIANT_TAG,
+    run_status,
+)
 
 
 class StoreUnavailable(ConnectionError):
@@ -72,13 +80,17 @@ def list_studies(uri: str) -> pd.DataFrame:
                 "finished": int((statuses == "finished").sum()),
                 "running": int((statuses == "running").sum()),
                 "diverged": int((statuses == "diverged").sum()),
-                "failed": int(statuses.isin(["failed", "killed"]).sum()),
+                "stopped": int((statuses == "stopped").sum()),
+                "failed": int((statuses == "failed").sum()),
                 "progress %": round(100 * sum(progress) / len(progress), 1) if progress else 0.0,
                 "launches": len(launches),
                 "last launch": pd.Timestamp(max(r.info.start_time for r in launches), unit="ms"),
             }
         )
-    columns = ["study", "trials", "finished", "running", "diverged", "failed", "progress %", "launches", "last launch"]
+    columns = [
+        "study", "trials", "finished", "running", "diverged", "stopped", "failed", "progress %", "launches",
+        "last launch",
+    ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns).sort_values("last launch", ascending=False, ignore_index=True)
 
 
@@ -92,9 +104,7 @@ def _experiment(client: Any, uri: str, experiment: str) -> Any:
 
 
 def _status(run: Any) -> str:
-    if run.data.tags.get("diverged"):
-        return "diverged"
-    return run.info.status.lower()
+    return run_status(run.info.status, run.data.tags)
 
 
 def _progress(client: Any, run: Any) -> float:
@@ -206,7 +216,6 @@ def seed_bands(curves: pd.DataFrame) -> pd.DataFrame:
 def results_table(runs: pd.DataFrame, definition: StudyDefinition) -> pd.DataFrame:
     """The paper-shaped table: per configuration final errors as mean ± std (n), the paper's number and
     the difference, in the study's variant order (the same numbers as the study's summary.csv)."""
-    status = {"killed": "failed"}  # finished, diverged and failed keep their names; running is not counted
     outcomes = [
         TrialOutcome(
             label=r.variant,
@@ -214,7 +223,7 @@ def results_table(runs: pd.DataFrame, definition: StudyDefinition) -> pd.DataFra
             iterations=r.iterations,
             train_error=r.train_error / 100,
             test_error=r.test_error / 100,
-            status=status.get(r.status, r.status),
+            status=r.status,
         )
         for r in runs.itertuples()
     ]

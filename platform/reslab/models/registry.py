@@ -43,6 +43,11 @@ class ModelInfo:
         """The paper's option for this family (A on CIFAR, B on ImageNet); None for plain nets."""
         return None if self.plain else DEFAULT_SHORTCUT[self.family]
 
+    def shortcut_for(self, shortcut: str | None) -> str | None:
+        """The option a net of this kind is built with: None for a plain net (it has no shortcuts); for a
+        residual one `shortcut`, or the paper's default for the family when it is not given."""
+        return None if self.plain else (shortcut or self.default_shortcut)
+
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
@@ -90,7 +95,7 @@ def create_model(
             f"{', '.join(SHORTCUT_OPTIONS)}"
         )
     if not info.plain:
-        kwargs["shortcut"] = check_shortcut(shortcut if shortcut is not None else info.default_shortcut)
+        kwargs["shortcut"] = check_shortcut(info.shortcut_for(shortcut))
     if info.depth is None and "depth" not in kwargs:
         raise ValueError(f"{name} builds any depth and needs depth=, e.g. create_model({name!r}, depth=74)")
     if num_classes is not None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..training.config import RUNTIME_FIELDS
 from .spec import Study, Trial, variant_label
 
 
@@ -16,12 +17,31 @@ def experiment_name(study: Study, profile: str) -> str:
     return f"{study.name}-{profile}"
 
 
-def grid_fingerprint(trials: list[Trial], study: Study, profile: str, legacy: bool = False) -> str:
+def grid_fingerprint(trials: list[Trial], study: Study, profile: str) -> str:
     """A hash of what the trial grid trains (and the search), so a restore never silently continues a different
-    grid; how it runs (data folder, device, precision, DDP workers) is not part of it. `legacy`: the hash of the
-    whole config, which experiments written before this distinction carry."""
+    grid; how it runs (data folder, device, precision, DDP workers) is not part of it."""
+    return _fingerprint([t.config.trained() for t in trials], study, profile)
+
+
+def earlier_fingerprints(trials: list[Trial], study: Study, profile: str) -> set[str]:
+    """The fingerprints earlier versions of reslab wrote for this same grid, so that their experiments still
+    restore: of the whole config (before how-it-runs was left out), and with a residual net's default shortcut
+    as None (before the config spelled it out)."""
+    named = {variant_label(v) for v in study.variants if {**study.settings, **v}.get("shortcut")}
+    found = set()
+    for spelled in (True, False):
+        configs = [
+            {**t.config.to_dict(), **({} if spelled or t.label in named else {"shortcut": None})} for t in trials
+        ]
+        found.add(_fingerprint(configs, study, profile))
+        found.add(
+            _fingerprint([{k: v for k, v in c.items() if k not in RUNTIME_FIELDS} for c in configs], study, profile)
+        )
+    return found
+
+
+def _fingerprint(configs: list[dict[str, Any]], study: Study, profile: str) -> str:
     search = None if study.search is None else [repr(study.search), study.search.samples.get(profile)]
-    configs = [t.config.to_dict() if legacy else t.config.trained() for t in trials]
     blob = json.dumps([configs, search, study.layer_responses], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

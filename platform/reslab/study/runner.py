@@ -21,7 +21,7 @@ import pandas as pd
 from ..data.fetch import check_source
 from ..tracking import TrackingUnavailable, check_reachable, prepare_store, resolve_tracking_uri
 from ..tracking.layout import RESPONSES_ARTIFACT
-from .launch import experiment_name, grid_fingerprint, launch_record
+from .launch import earlier_fingerprints, experiment_name, grid_fingerprint, launch_record
 from .preflight import (
     check_data_here,
     check_data_on_nodes,
@@ -31,7 +31,7 @@ from .preflight import (
     ray_init,
 )
 from .resources import resources_fn
-from .spec import Study, Trial, trial_label, variant_label
+from .spec import Study, Trial, variant_label
 from .storage import read_text, storage_uri, write_text
 from .summary import (
     TrialOutcome,
@@ -42,6 +42,7 @@ from .summary import (
     summarize,
     to_markdown,
 )
+from .tracking_callback import error_reason, trial_record
 from .trial import train_trial
 from .tuner import new_tuner
 
@@ -58,32 +59,21 @@ class StudyRun:
     table: pd.DataFrame
 
 
-def _outcome(result: Any, searching: bool) -> TrialOutcome:
-    trial = result.config["trial"]
+def _outcome(result: Any) -> TrialOutcome:
+    """A trial's outcome from Tune's result, classified as its MLflow run is (`TrialRecord.status`)."""
+    record = trial_record(result.metrics.get("trial_id", "") if result.metrics else "", result.config)
     metrics = result.metrics or {}
-    iterations = int(metrics.get("iteration", 0) or 0)
-    planned = trial["config"]["recipe"]["iterations"]
-    if result.error is not None:
-        status, reason = "failed", f"{type(result.error).__name__}: {result.error}".splitlines()[0]
-    elif metrics.get("failed"):
-        status, reason = "failed", metrics.get("failed_reason", "")
-    elif metrics.get("diverged"):
-        status, reason = "diverged", metrics.get("diverged_reason", "")
-    elif iterations < planned and searching:
-        status, reason = "stopped", f"stopped early by ASHA at iteration {iterations} of {planned}"
-    elif iterations < planned:
-        status, reason = "failed", f"stopped at iteration {iterations} of {planned}"
-    else:
-        status, reason = "finished", ""
+    error = error_reason(result.error) if result.error is not None else None
+    status, reason = record.status(metrics, error)
     return TrialOutcome(
-        label=trial_label(result.config),
-        seed=trial["seed"],
-        iterations=iterations,
+        label=record.label,
+        seed=record.seed,
+        iterations=int(metrics.get("iteration", 0) or 0),
         train_error=float(metrics.get("train_error", math.nan)),
         test_error=float(metrics.get("test_error", math.nan)),
         status=status,
         reason=reason,
-        params=dict(result.config.get("sampled") or {}),
+        params=dict(record.sampled),
     )
 
 
@@ -169,7 +159,7 @@ def prepare_launch(
     check_reachable(tracking_uri)  # a server that is down fails the launch before any trial starts
     launch = Launch(study, profile, trials, address, tracking_uri, storage_uri(storage))
     stored = read_text(launch.path, "grid.json")
-    accepted = {grid_fingerprint(trials, study, profile), grid_fingerprint(trials, study, profile, legacy=True)}
+    accepted = {grid_fingerprint(trials, study, profile), *earlier_fingerprints(trials, study, profile)}
     if stored is not None and json.loads(stored)["fingerprint"] not in accepted:
         raise ValueError(f"{launch.path} holds a different trial grid; pass another --storage or remove that folder")
     if resume and not tune.Tuner.can_restore(launch.path):
@@ -216,7 +206,7 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
     """Each trial's outcome, the paper-shaped table (or a search's), Fig. 7's responses: written beside the
     experiment (summary.csv, summary.md) and printed."""
     study = launch.study
-    outcomes = [_outcome(result, study.search is not None) for result in results]
+    outcomes = [_outcome(result) for result in results]
     title = f"{study.title} — profile {launch.profile}"
     if study.search is None:
         table = summarize(outcomes, study.paper, order=[variant_label(v) for v in study.variants])

@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..tracking.layout import METRICS, MODEL_ERROR_TAG, MODEL_TAG
+from ..tracking.layout import METRICS, MODEL_ERROR_TAG, MODEL_TAG, STATUS_TAG
 from ..tracking.writer import MLflowWriter
-from .tracking_callback import trial_record
+from .tracking_callback import error_reason, trial_record
 
 LAUNCH_RECORD = "launch.json"  # the launch's provenance tags and study definition, beside grid.json
 TRIAL_RECORDS = ("params.json", "result.json")  # what a sync reads of each trial, besides its latest checkpoint
@@ -98,6 +98,12 @@ def _latest_checkpoint(trial_folder: Path, cloud_folder: str | None = None) -> A
     return Checkpoint(folders[-1], filesystem=fs) if folders else None
 
 
+def _record_disagrees(run_status: str, tags: Mapping[str, str], status: str) -> bool:
+    """Whether a trial run's record disagrees with how the trial ended (`status`): still open, closed before
+    it ended, or closed before the status tag existed."""
+    return run_status == "RUNNING" or tags.get(STATUS_TAG) != status
+
+
 def sync_experiment(
     folder: str | Path, uri: str, finished: dict[str, bool] | None = None, copy_of: str | None = None
 ) -> SyncReport:
@@ -136,23 +142,14 @@ def _sync(folder: Path, uri: str, finished: dict[str, bool] | None, cloud_folder
             if int(result.get("iteration", 0)) not in logged and any(k in result for k in METRICS):
                 writer.log_result(trial, result, replay=True)  # even if a later step is there already
                 report.steps_logged += 1
-        planned = trial.config["recipe"]["iterations"]
         last = reports[-1]
-        ended = (finished or {}).get(trial.trial_id)
-        if last.get("failed"):
-            ended = False  # it could not start: its run is FAILED, never a model
-        if ended is None and (last.get("diverged") or int(last.get("iteration", 0)) >= planned):
-            ended = True
+        error = error_reason(None) if (finished or {}).get(trial.trial_id) is False else None
+        status, _ = trial.status(last, error)
         run = writer.client.get_run(run_id)
         tags = run.data.tags
-        model_missing = not last.get("diverged") and MODEL_TAG not in tags and MODEL_ERROR_TAG not in tags
-        if ended is True and (run.info.status != "FINISHED" or model_missing):
-            checkpoint = None if last.get("diverged") else _latest_checkpoint(params_path.parent, cloud_folder)
-            writer.finish(trial, last, checkpoint)
+        model_missing = status in ("finished", "stopped") and MODEL_TAG not in tags and MODEL_ERROR_TAG not in tags
+        checkpoint = _latest_checkpoint(params_path.parent, cloud_folder) if model_missing else None
+        if _record_disagrees(run.info.status, tags, status) or checkpoint is not None:
+            writer.close(trial, last, checkpoint, error)
             report.runs_closed += 1
-        elif ended is False and run.info.status != "FAILED":
-            writer.end_run(trial, "FAILED")
-            report.runs_closed += 1
-        elif ended is None and run.info.status == "RUNNING":
-            writer.end_run(trial, "KILLED")  # stopped early (e.g. by ASHA) or the study was interrupted
     return report

@@ -30,7 +30,17 @@ def trial_record(trial_id: str, params: Mapping[str, Any]) -> TrialRecord:
         seed=int(point["seed"]),
         config=point["config"],
         sampled=dict(params.get("sampled") or {}),
+        # experiments launched before the flag was written: only a search (the one with sampled values) has ASHA
+        early_stopping=bool(point.get("early_stopping", "sampled" in params)),
     )
+
+
+def error_reason(error: BaseException | str | None) -> str:
+    """An error's first line with its type, e.g. "ValueError: ...": the reason a failed trial records."""
+    if error is None:
+        return "the trial raised an error (see error.txt in its trial folder)"
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return next((line for line in text.splitlines() if line.strip()), text)[:500]
 
 
 class MLflowTracking(Callback):
@@ -82,11 +92,19 @@ class MLflowTracking(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = trial_record(trial.trial_id, trial.config)
-        self._guarded(lambda: self.writer.finish(record, trial.last_result or {}, trial.checkpoint))
+        self._guarded(lambda: self.writer.close(record, trial.last_result or {}, trial.checkpoint))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = trial_record(trial.trial_id, trial.config)
-        self._guarded(lambda: self.writer.end_run(record, "FAILED"))
+        self._guarded(lambda: self.writer.close(record, trial.last_result or {}, error=_trial_error(trial)))
+
+
+def _trial_error(trial: Any) -> str:
+    """Why Tune marked the trial errored, from the error it stored (its type and first line)."""
+    try:
+        return error_reason(trial.get_pickled_error() or trial.get_error())
+    except Exception:  # the stored error cannot be read: the reason says where to look
+        return error_reason(None)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._guarded(self.writer.end_launch)

@@ -29,6 +29,7 @@ from ..training import TrainConfig, TrainingDiverged, build_trainer
 from ..training.checkpoint import TRIAL_CHECKPOINT
 from ..training.cuda import CudaUnavailable, check_gpu_usable
 from ..training.responses import layer_responses
+from .storage import read_text, write_text
 
 # Errors that the same config meets again on every attempt (missing data, an invalid config or model, a GPU
 # torch cannot use): the trial ends at once as failed with the reason; retrying is only for a lost worker or node.
@@ -170,6 +171,9 @@ def train_trial(params: dict[str, Any]) -> None:
         run_trial(params, _session(tune), extra, ray.get_gpu_ids())
 
 
+WORKER_GROUP_FILE = "worker_group"  # in a data-parallel trial's Ray Train folder: its placement group's id
+
+
 def _worker_loop(loop_config: dict[str, Any]) -> None:
     """One Ray Train worker of a data-parallel trial: the same loop on its share of every batch."""
     import ray
@@ -177,6 +181,9 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
 
     chief = ray.train.get_context().get_world_rank() == 0  # rank 0 writes the checkpoints
+    if chief:  # so that a retry of the trial can free this worker group's reservation (_free_lost_workers)
+        group = ray.util.get_current_placement_group()
+        write_text(loop_config["run_folder"], WORKER_GROUP_FILE, group.id.hex() if group else "")
     session = _session(ray.train, writes_checkpoints=chief)
     run_trial(loop_config["params"], session, loop_config["extra"], ray.get_gpu_ids(), ray.train.torch.get_device())
 
@@ -191,17 +198,38 @@ def _train_data_parallel(params: dict[str, Any], extra: dict[str, Any]) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     point = params["trial"]
+    name = f"data_parallel-{tune.get_context().get_trial_id()}"
+    run_folder = f"{point['storage']}/{name}"
+    _free_lost_workers(run_folder)
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"params": params, "extra": extra},
+        train_loop_config={"params": params, "extra": extra, "run_folder": run_folder},
         scaling_config=ScalingConfig(
             num_workers=trial_config(params).data_parallel, use_gpu=bool(point.get("gpus_per_worker"))
         ),
         run_config=RunConfig(
-            name=f"data_parallel-{tune.get_context().get_trial_id()}",
+            name=name,
             storage_path=point["storage"],
             failure_config=FailureConfig(max_failures=MAX_FAILURES),
             callbacks=[TuneReportCallback()],
         ),
     )
     trainer.fit()
+
+
+def _free_lost_workers(run_folder: str) -> None:
+    """Free the resources of the worker group a lost attempt of this trial left reserved.
+
+    When a data-parallel trial's process dies, its Ray Train workers die with it but their placement group
+    stays reserved as long as the driver lives: Ray Train's cleaner finds the dead controller through the
+    State API, which an embedded Ray started without a dashboard does not serve. The retry would wait for
+    those CPUs or GPUs forever; rank 0 recorded the group's id, so the retry removes it first."""
+    import ray
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    recorded = read_text(run_folder, WORKER_GROUP_FILE)
+    if not recorded:
+        return
+    group = PlacementGroup(ray.PlacementGroupID.from_hex(recorded.strip()))
+    if placement_group_table(group).get("state") not in (None, "REMOVED"):
+        remove_placement_group(group)

@@ -30,6 +30,7 @@ def new_tuner(
         "layer_responses": study.layer_responses,
         "storage": storage,
         "gpus_per_worker": gpus,
+        "early_stopping": study.search is not None,  # ASHA may end a search's trials early: "stopped", not failed
         # what a trial does on a node that lacks something: a GPU torch cannot use (train on the CPU if
         # allow_cpu_fallback), the data folder (copy it from data_source)
         **(node_options or {}),

@@ -9,6 +9,9 @@ logged by training iteration.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 METRICS = ("train_error", "test_error", "train_loss", "test_loss", "lr", "images_per_second")
 CURVE_METRICS = ("train_error", "test_error")  # what the paper's figures plot
 
@@ -22,7 +25,51 @@ MODEL_ERROR_TAG = "reslab.model_error"  # why the trial's model could not be log
 CHECKPOINT_TAG = "reslab.checkpoint"  # where the checkpoint the model came from lives
 RUNTIME_TAG = "reslab.runtime"  # how the trial ran (data folder, device, precision, DDP workers), as JSON
 FAILED_TAG = "reslab.failed"  # why a trial could not start (missing data, a GPU torch cannot use, ...)
+DIVERGED_TAG = "diverged"  # why a trial's loss diverged
+STATUS_TAG = "reslab.status"  # how a trial ended, one of STATUSES (set when its run is closed)
+REASON_TAG = "reslab.status_reason"  # why it ended that way (empty when it finished)
 
 STUDY_ARTIFACT = "study.json"  # on a launch run: variants in the paper's order, the paper's numbers, trials
 RESPONSES_ARTIFACT = "layer_responses.csv"  # on a trial's run: Fig. 7's per-layer response std
 MODEL_ARTIFACT = "model"  # on a trial's run: the folder a registered version points to
+
+# How a trial ends, in the words of the study's summary, the console, the sync and the dashboard alike.
+STATUSES = ("running", "finished", "diverged", "stopped", "failed")
+# The MLflow run status each ends its run with: a diverged trial did run to its end (its curve is the result);
+# "stopped" is an early-stopping scheduler's (ASHA's) decision.
+RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
+
+
+def trial_status(
+    last: Mapping[str, Any], planned: int, *, error: str | None = None, early_stopping: bool = False
+) -> tuple[str, str]:
+    """The one classification of an ended trial, from its last report: (status, reason).
+
+    `error` is why Ray Tune marked it errored (None when it did not); `early_stopping` says a scheduler may end
+    trials before their `planned` iterations (a search's ASHA), so ending early is "stopped", not "failed".
+    """
+    iterations = int(last.get("iteration", 0) or 0)
+    if error is not None:
+        return "failed", error
+    if last.get("failed"):
+        return "failed", str(last.get("failed_reason", ""))
+    if last.get("diverged"):
+        return "diverged", str(last.get("diverged_reason", ""))
+    if iterations >= planned:
+        return "finished", ""
+    if early_stopping:
+        return "stopped", f"stopped early by ASHA at iteration {iterations} of {planned}"
+    return "failed", f"stopped at iteration {iterations} of {planned}"
+
+
+def run_status(mlflow_status: str, tags: Mapping[str, str]) -> str:
+    """A trial's status as its MLflow run records it: "running" while the run is open, else STATUS_TAG; runs
+    closed before that tag existed read from MLflow's status and the diverged tag (KILLED then meant
+    "ended before its planned iterations": failed)."""
+    if mlflow_status in ("RUNNING", "SCHEDULED"):
+        return "running"
+    if tags.get(STATUS_TAG) in STATUSES:
+        return tags[STATUS_TAG]
+    if tags.get(DIVERGED_TAG):
+        return "diverged"
+    return "finished" if mlflow_status == "FINISHED" else "failed"

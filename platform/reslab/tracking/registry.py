@@ -29,7 +29,7 @@ from torch import nn
 
 from ..models import create_model, get_model_info
 from ..training.checkpoint import CheckpointError, load_checkpoint
-from .layout import MODEL_ARTIFACT, MODEL_TAG, REGISTERED_NAME_TAG, TRIAL_TAG
+from .layout import MODEL_ARTIFACT, MODEL_TAG, REGISTERED_NAME_TAG, TRIAL_TAG, run_status
 
 SPEC_FILE = "reslab_model.json"
 WEIGHTS_FILE = "reslab_weights.pt"
@@ -70,7 +70,7 @@ def registered_name(config: dict[str, Any]) -> str:
     """`<dataset>-<model>-<shortcut>` for a trial config, the shortcut resolved to the family default."""
     info = get_model_info(config["model"])
     base = f"{config['dataset']}-{config['model']}"
-    return base if info.plain else f"{base}-{config.get('shortcut') or info.default_shortcut}"
+    return base if info.plain else f"{base}-{info.shortcut_for(config.get('shortcut'))}"
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec]:
@@ -83,7 +83,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec]:
     info = get_model_info(config["model"])
     spec = ModelSpec(
         model=config["model"],
-        shortcut=None if info.plain else (config.get("shortcut") or info.default_shortcut),
+        shortcut=info.shortcut_for(config.get("shortcut")),  # configs written before it was resolved hold None
         depth=config.get("depth"),
         num_classes=int(weights["fc.weight"].shape[0]),
         input_shape=tuple(info.input_size),
@@ -129,12 +129,14 @@ def log_trial_model(client: Any, run_id: str, checkpoint_path: str | Path) -> Mo
 
 
 def register_best(client: Any, runs: Iterable[Any], tags: dict[str, str]) -> dict[str, str]:
-    """Register the lowest-test-error run of each name (runs with a logged model only) and move
-    `best` to the new version. Returns {name: version}."""
+    """Register the lowest-test-error run of each name and move `best` to the new version. Only runs that
+    finished their planned iterations with a logged model compete (not one ASHA stopped early, not a
+    diverged one). Returns {name: version}."""
     best: dict[str, Any] = {}
     for run in runs:
         error = run.data.metrics.get("test_error", math.nan)
-        if MODEL_TAG not in run.data.tags or run.data.tags.get("diverged") or not math.isfinite(error):
+        finished = run_status(run.info.status, run.data.tags) == "finished"
+        if not finished or MODEL_TAG not in run.data.tags or not math.isfinite(error):
             continue
         name = run.data.tags[REGISTERED_NAME_TAG]
         if name not in best or error < best[name].data.metrics["test_error"]:

@@ -21,17 +21,22 @@ from ..training.config import RUNTIME_FIELDS
 from .catalog import latest_launch
 from .layout import (
     CHECKPOINT_TAG,
+    DIVERGED_TAG,
     FAILED_TAG,
     LAUNCH_TAG,
     METRICS,
     MODEL_ERROR_TAG,
     PARENT_TAG,
+    REASON_TAG,
     REGISTERED_NAME_TAG,
     RESPONSES_ARTIFACT,
+    RUN_STATUS,
     RUNTIME_TAG,
+    STATUS_TAG,
     STUDY_ARTIFACT,
     TRIAL_TAG,
     VARIANT_TAG,
+    trial_status,
 )
 
 PARAMS_PER_BATCH = 100  # MLflow takes at most 100 params per log_batch
@@ -47,10 +52,20 @@ class TrialRecord:
     seed: int
     config: Mapping[str, Any]
     sampled: Mapping[str, float] = field(default_factory=dict)
+    early_stopping: bool = False  # a scheduler (a search's ASHA) may end it before its planned iterations
 
     @property
     def run_name(self) -> str:
         return f"{self.label}-seed{self.seed}"
+
+    @property
+    def planned(self) -> int:
+        """The training iterations its recipe plans."""
+        return int(self.config["recipe"]["iterations"])
+
+    def status(self, last: Mapping[str, Any], error: str | None = None) -> tuple[str, str]:
+        """How the trial ended, from its last report (`layout.trial_status`)."""
+        return trial_status(last, self.planned, error=error, early_stopping=self.early_stopping)
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -201,26 +216,29 @@ class MLflowWriter:
         self._last_step[run_id] = max(step, self._last_step.get(run_id, 0))
         return True
 
-    def finish(self, trial: TrialRecord, result: Mapping[str, Any], checkpoint: Any) -> None:
-        """Close an ended trial's run: FAILED with the reason when it could not start; else the diverged tag or
-        its net logged (from a Ray Train checkpoint), its layer responses, FINISHED."""
-        run_id = self.run_for(trial)
+    def close(
+        self, trial: TrialRecord, result: Mapping[str, Any], checkpoint: Any = None, error: str | None = None
+    ) -> str:
+        """Close an ended trial's run with its status (`TrialRecord.status`) and return it. A trial that could
+        not start or errored gets the reason and no net; one that diverged, the diverged tag; any other its
+        net logged from `checkpoint` (a Ray Train checkpoint; None: leave the model as it is) and its layer
+        responses (Fig. 7)."""
+        run_id = self.run_for(trial, reopen=False)
+        status, reason = trial.status(result, error)
+        self.client.set_tag(run_id, STATUS_TAG, status)
+        self.client.set_tag(run_id, REASON_TAG, reason)
         if result.get("failed"):  # the trial could not start (missing data, invalid config): no net to log
             self.client.set_tag(run_id, FAILED_TAG, result.get("failed_reason", "true"))
-            self.client.set_terminated(run_id, "FAILED")
-            return
-        if result.get("diverged"):
-            self.client.set_tag(run_id, "diverged", result.get("diverged_reason", "true"))
-        elif checkpoint is not None:
-            self._log_model(run_id, checkpoint)
-        if result.get("layer_responses"):  # Fig. 7: the std of each 3x3 layer's response, by layer index
-            rows = "".join(f"{layer},{std}\n" for layer, std in enumerate(result["layer_responses"], start=1))
-            self.client.log_text(run_id, "layer,std\n" + rows, RESPONSES_ARTIFACT)
-        self.client.set_terminated(run_id, "FINISHED")
-
-    def end_run(self, trial: TrialRecord, status: str) -> None:
-        """Close the trial's run as FAILED (an error) or KILLED (stopped early, interrupted)."""
-        self.client.set_terminated(self.run_for(trial, reopen=False), status)
+        elif status == "diverged":
+            self.client.set_tag(run_id, DIVERGED_TAG, reason or "true")
+        elif status != "failed":
+            if checkpoint is not None:
+                self._log_model(run_id, checkpoint)
+            if result.get("layer_responses"):  # Fig. 7: the std of each 3x3 layer's response, by layer index
+                rows = "".join(f"{layer},{std}\n" for layer, std in enumerate(result["layer_responses"], start=1))
+                self.client.log_text(run_id, "layer,std\n" + rows, RESPONSES_ARTIFACT)
+        self.client.set_terminated(run_id, RUN_STATUS[status])
+        return status
 
     def _log_model(self, run_id: str, checkpoint: Any) -> None:
         """Log the trial's final net into its run. A failure here is reported on the run and the console

@@ -6,6 +6,7 @@ CLI writes next to a run, what a study varies, and what a Ray trial receives.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -42,7 +43,9 @@ class TrainConfig:
     recipe: Recipe = field(default_factory=cifar_recipe)  # optimisation schedule
     dataset: str = "cifar10"  # "cifar10", "imagenet" or "synthetic"
     data_dir: str | None = None  # dataset location (unused for "synthetic")
-    shortcut: str | None = None  # option "A", "B" or "C"; None = the paper's default for the family
+    # option "A", "B" or "C" of a residual net; None only for a plain net. Left out for a residual net it is
+    # the paper's default for the family (A on CIFAR, B on ImageNet), spelled out when the config is made
+    shortcut: str | None = None
     depth: int | None = None  # only for the any-depth builders cifar_resnet / cifar_plain
     seed: int = 0  # seeds model initialisation and the order/augmentation of batches
     eval_every: int | None = None  # iterations between reports; None = ten reports per run
@@ -54,6 +57,14 @@ class TrainConfig:
     workers: int = 4  # DataLoader processes decoding ImageNet images
     ten_crop: bool = False  # ImageNet: test on 10 crops (the paper's comparisons) instead of 1
     data_parallel: int = 1  # workers (GPUs) training this run together with DDP; batch_size is their total
+
+    def __post_init__(self) -> None:
+        """Spell out the family's default shortcut, so that the config (its params, its fingerprint) says which
+        option trains and None means one thing: a plain net."""
+        with contextlib.suppress(ValueError):  # an unknown model: problems() names it
+            info = get_model_info(self.model)
+            if self.shortcut is None:
+                object.__setattr__(self, "shortcut", info.shortcut_for(None))
 
     def problems(self) -> list[str]:
         """Every invalid field with what it must be, checked before anything is built."""
