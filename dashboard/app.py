@@ -21,9 +21,11 @@ from reslab.dashboard import (
     list_studies,
     registered_models,
     results_table,
+    scorecard,
     search_figure,
     search_trials,
     study_definition,
+    study_verdicts,
     trial_counts,
     trial_runs,
 )
@@ -32,6 +34,11 @@ from reslab.study.summary import to_markdown
 from reslab.tracking import prepare_store, resolve_tracking_uri
 
 REFRESH_S = 10  # cached queries expire this fast, so a running study's views follow it
+VERDICT_VIEW = ["statement", "source", "verdict", "effect", "ci_low", "ci_high", "n_lower", "n_higher", "reason"]
+VERDICT_NOTE = (
+    "effect: mean of the side the paper says is higher minus the other (errors in points); interval: 95 % "
+    "Welch t over seeds; one seed on a side gives a single-seed verdict; a smoke or synthetic run is not tested"
+)
 
 st.set_page_config(page_title="reslab", layout="wide")
 uri = prepare_store(resolve_tracking_uri(os.environ.get("RESLAB_TRACKING_URI") or None))
@@ -89,6 +96,16 @@ def models(uri: str):
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def verdicts(uri: str, experiment: str):
+    return study_verdicts(uri, experiment)
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def card(uri: str):
+    return scorecard(uri)
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def searched(uri: str, experiment: str):
     return search_trials(uri, experiment)
 
@@ -101,8 +118,8 @@ def draw_views() -> None:
         f"{trial_counts(runs)} · latest report at iteration {latest:,} · "
         f"read at {time.strftime('%H:%M:%S')}" + (f" · live, every {REFRESH_S} s" if live else "")
     )
-    studies_tab, curves_tab, table_tab, responses_tab, search_tab, models_tab = st.tabs(
-        ["Studies", "Error curves", "Tables", "Layer responses", "Search", "Models"]
+    studies_tab, curves_tab, table_tab, verdicts_tab, responses_tab, search_tab, models_tab, card_tab = st.tabs(
+        ["Studies", "Error curves", "Tables", "Verdicts", "Layer responses", "Search", "Models", "Scorecard"]
     )
 
     with studies_tab:
@@ -130,6 +147,15 @@ def draw_views() -> None:
         st.subheader("Trials")
         st.dataframe(runs.drop(columns=["run_id", "artifact_uri"]), hide_index=True, width="stretch")
 
+    with verdicts_tab:
+        claims = verdicts(uri, experiment)
+        if claims.empty:
+            st.info("No verdicts: this study declares no claims of the paper, or has not ended yet.")
+        else:
+            st.subheader("The paper's claims, checked")
+            st.dataframe(claims[VERDICT_VIEW], hide_index=True, width="stretch")
+            st.caption(VERDICT_NOTE)
+
     with responses_tab:
         if responses.empty:
             st.info("This study did not compute layer responses (Fig. 7); studies/layer_responses.py does.")
@@ -155,6 +181,18 @@ def draw_views() -> None:
             st.dataframe(registered, hide_index=True, width="stretch")
             choice = st.selectbox("Pull", registered["pull"].tolist())
             st.code(choice, language="bash")
+
+    with card_tab:
+        table = card(uri)
+        if table.empty:
+            st.info("No verdicts in this store yet: a study records them when it ends.")
+        else:
+            st.subheader("What has been reproduced")
+            tested = table[table["verdict"] != "not tested"]
+            held = int(tested["verdict"].isin(["holds", "holds (1 seed)"]).sum())
+            st.caption(f"{held} of {len(tested)} tested claims hold; {len(table) - len(tested)} not tested yet")
+            st.dataframe(table, hide_index=True, width="stretch")
+            st.caption(VERDICT_NOTE)
 
 
 @st.fragment(run_every=REFRESH_S if live else None)

@@ -7,7 +7,7 @@
 
 import sys
 
-from reslab.study import Study, main
+from reslab.study import Claim, Study, falls_with, main
 
 STUDY = Study(
     name="cifar_depth",
@@ -30,6 +30,33 @@ STUDY = Study(
         "cifar_resnet110": 6.61,
         "cifar_resnet1202": 7.93,
     },
+    claims=(
+        *falls_with(
+            "cifar-deeper-is-better",
+            "Deeper ResNets have lower test error up to 110 layers",
+            "Table 6",
+            "test_error",
+            ["cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56", "cifar_resnet110"],
+        ),
+        Claim(
+            "resnet1202-overfits",
+            "The 1202-layer net has higher test error than the 110-layer net (overfitting)",
+            "Table 6",
+            "test_error",
+            lower="cifar_resnet110",
+            higher="cifar_resnet1202",
+        ),
+        Claim(
+            "resnet1202-still-trains",
+            "The 1202-layer net's training error is similar to the 110-layer net's (margin ours: 1 point)",
+            "Table 6 / Fig. 6 (right)",
+            "train_error_late",
+            lower="cifar_resnet110",
+            higher="cifar_resnet1202",
+            within=1.0,
+            kind="similar",
+        ),
+    ),
 )
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ ray submit cluster/gpu.yaml studies/imagenet_depth.py -- --profile paper --data-
 
 import sys
 
-from reslab.study import Study, grid, main
+from reslab.study import Study, falls_with, grid, main
 
 STUDY = Study(
     name="imagenet_depth",
@@ -16,6 +16,13 @@ STUDY = Study(
     settings={"ten_crop": True},
     # Table 3 (top-1, 10-crop); ResNet-18 from Table 2, where it has option A (the paper gives no 18-layer B)
     paper={"resnet18": 27.88, "resnet34": 24.52, "resnet50": 22.85, "resnet101": 21.75, "resnet152": 21.43},
+    claims=falls_with(
+        "imagenet-deeper-is-better",
+        "Deeper ResNets are more accurate (no degradation up to 152 layers)",
+        "Table 3",
+        "test_error",
+        ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"],
+    ),
 )
 
 if __name__ == "__main__":

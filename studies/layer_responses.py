@@ -8,7 +8,7 @@ still. Results: layer_responses.csv (variant, seed, layer, std) beside the summa
 
 import sys
 
-from reslab.study import Study, grid, main
+from reslab.study import Claim, Study, grid, main
 
 STUDY = Study(
     name="layer_responses",
@@ -17,6 +17,35 @@ STUDY = Study(
     variants=grid(model=["cifar_plain20", "cifar_plain56", "cifar_resnet20", "cifar_resnet56", "cifar_resnet110"]),
     layer_responses=True,
     paper={"cifar_resnet20": 8.75, "cifar_resnet56": 6.97, "cifar_resnet110": 6.61},
+    claims=(
+        *(
+            Claim(
+                f"resnet{depth}-responds-less-than-plain{depth}",
+                f"ResNet-{depth}'s layers respond less (smaller std) than plain-{depth}'s",
+                "Fig. 7",
+                "response_std",
+                lower=f"cifar_resnet{depth}",
+                higher=f"cifar_plain{depth}",
+            )
+            for depth in (20, 56)
+        ),
+        Claim(
+            "resnet56-responds-less-than-resnet20",
+            "Deeper ResNets respond less: ResNet-56 below ResNet-20",
+            "Fig. 7",
+            "response_std",
+            lower="cifar_resnet56",
+            higher="cifar_resnet20",
+        ),
+        Claim(
+            "resnet110-responds-less-than-resnet56",
+            "Deeper ResNets respond less: ResNet-110 below ResNet-56",
+            "Fig. 7",
+            "response_std",
+            lower="cifar_resnet110",
+            higher="cifar_resnet56",
+        ),
+    ),
 )
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Deeper plain nets have higher *training* error; the same stacks with identity sh
 
 import sys
 
-from reslab.study import Study, grid, main
+from reslab.study import Claim, Study, falls_with, grid, main
 
 CIFAR = Study(
     name="plain_vs_residual_cifar10",
@@ -16,6 +16,40 @@ CIFAR = Study(
     dataset="cifar10",
     variants=grid(model=[f"cifar_{kind}{depth}" for kind in ("plain", "resnet") for depth in (20, 32, 44, 56)]),
     paper={"cifar_resnet20": 8.75, "cifar_resnet32": 7.51, "cifar_resnet44": 7.17, "cifar_resnet56": 6.97},
+    claims=(
+        # Fig. 6 left: the degradation problem
+        *falls_with(
+            "plain-deeper-trains-worse",
+            "Deeper plain nets have higher training error",
+            "Fig. 6 (left)",
+            "train_error_late",
+            ["cifar_plain56", "cifar_plain44", "cifar_plain32", "cifar_plain20"],
+        ),
+        # Fig. 6 middle / Table 6: residual nets gain from depth
+        *falls_with(
+            "resnet-deeper-is-better",
+            "Deeper ResNets have lower test error",
+            "Table 6 / Fig. 6 (middle)",
+            "test_error",
+            ["cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56"],
+        ),
+        Claim(
+            "resnet56-trains-better-than-plain56",
+            "ResNet-56 has lower training error than plain-56 (no degradation)",
+            "Fig. 6",
+            "train_error_late",
+            lower="cifar_resnet56",
+            higher="cifar_plain56",
+        ),
+        Claim(
+            "resnet56-tests-better-than-plain56",
+            "ResNet-56 has lower test error than plain-56",
+            "Fig. 6",
+            "test_error",
+            lower="cifar_resnet56",
+            higher="cifar_plain56",
+        ),
+    ),
 )
 
 IMAGENET = Study(
@@ -26,6 +60,48 @@ IMAGENET = Study(
     variants=(*grid(model=["plain18", "plain34"]), *grid(model=["resnet18", "resnet34"], shortcut=["A"])),
     settings={"ten_crop": True},
     paper={"plain18": 27.94, "plain34": 28.54, "resnet18-A": 27.88, "resnet34-A": 25.03},
+    claims=(
+        Claim(
+            "plain34-trains-worse-than-plain18",
+            "Plain-34 has higher training error than plain-18 throughout training (degradation)",
+            "Fig. 4 (left)",
+            "train_error_late",
+            lower="plain18",
+            higher="plain34",
+        ),
+        Claim(
+            "plain34-tests-worse-than-plain18",
+            "Plain-34 has higher validation error than plain-18",
+            "Table 2",
+            "test_error",
+            lower="plain18",
+            higher="plain34",
+        ),
+        Claim(
+            "resnet34-trains-better-than-resnet18",
+            "ResNet-34 has lower training error than ResNet-18",
+            "Fig. 4 (right)",
+            "train_error_late",
+            lower="resnet34-A",
+            higher="resnet18-A",
+        ),
+        Claim(
+            "resnet34-tests-better-than-resnet18",
+            "ResNet-34 has lower validation error than ResNet-18",
+            "Table 2",
+            "test_error",
+            lower="resnet34-A",
+            higher="resnet18-A",
+        ),
+        Claim(
+            "resnet34-tests-better-than-plain34",
+            "ResNet-34 has lower validation error than plain-34",
+            "Table 2",
+            "test_error",
+            lower="resnet34-A",
+            higher="plain34",
+        ),
+    ),
 )
 
 if __name__ == "__main__":

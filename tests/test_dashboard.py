@@ -4,6 +4,7 @@ run by Streamlit's AppTest against that store, an empty store and a server that 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import subprocess
@@ -22,12 +23,14 @@ APP = REPO / "dashboard" / "app.py"
 
 STUDY = """
 import sys
-from reslab.study import Study, grid, main
+from reslab.study import Claim, Study, grid, main
 
 STUDY = Study(
     "dash", "Fig. 6 in small", "cifar10", grid(model=["cifar_plain20", "cifar_resnet20"]),
     settings={"iterations": 24, "eval_every": 6, "batch_size": 32}, paper={"cifar_resnet20": 8.75},
     layer_responses=True,
+    claims=(Claim("resnet20-beats-plain20", "ResNet-20 has lower test error than plain-20", "Fig. 6", "test_error",
+                  lower="cifar_resnet20", higher="cifar_plain20"),),
 )
 if __name__ == "__main__":
     sys.exit(main(STUDY))
@@ -160,7 +163,12 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
     studies, trials = app.dataframe[0].value, app.dataframe[1].value  # the Studies and Tables views
     assert studies.loc[0, "study"] == "dash-smoke" and studies.loc[0, "finished"] == 2
     assert sorted(trials["variant"]) == ["cifar_plain20", "cifar_resnet20"] and set(trials["status"]) == {"finished"}
-    assert [t.label for t in app.tabs] == ["Studies", "Error curves", "Tables", "Layer responses", "Search", "Models"]
+    assert [t.label for t in app.tabs] == [
+        "Studies", "Error curves", "Tables", "Verdicts", "Layer responses", "Search", "Models", "Scorecard"
+    ]  # fmt: skip
+    verdicts, card = app.dataframe[2].value, app.dataframe[-1].value  # the Verdicts and Scorecard views
+    assert list(verdicts["verdict"]) == ["not tested"] and "smoke profile is too short" in verdicts["reason"][0]
+    assert list(card["claim"]) == ["resnet20-beats-plain20"] and list(card["study"]) == ["dash-smoke"]
     charts = app.get("plotly_chart")
     assert len(charts) == 2  # the error curves and Fig. 7
     assert "by layer index" in charts[1].proto.spec
@@ -173,6 +181,42 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
     assert any("cifar_resnet20" in m.value and "8.75" in m.value for m in app.markdown)
     app.multiselect[0].set_value(["cifar_plain20"]).run()
     assert "cifar_resnet20 test" not in app.get("plotly_chart")[0].proto.spec
+
+
+def test_the_scorecard_keeps_each_claims_latest_tested_verdict(tmp_path: Path) -> None:
+    """Two launches record verdicts through the study's writer into a real store: a quick run's verdict is
+    not hidden by a later smoke run's "not tested"; a claim only the smoke run has stays "not tested"."""
+    from reslab.dashboard import scorecard, scorecard_markdown, study_verdicts
+    from reslab.study.claims import VERDICT_COLUMNS
+    from reslab.tracking.writer import MLflowWriter
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def launch(profile: str, rows: list[dict]) -> None:
+        writer = MLflowWriter(uri, "depth-cifar10", {"profile": profile}, {})
+        writer.start_launch()
+        writer.record_verdicts(pd.DataFrame([{c: row.get(c) for c in VERDICT_COLUMNS} for row in rows]))
+        writer.end_launch()
+
+    holds = {"claim": "deeper", "statement": "Deeper is better", "source": "Table 6", "verdict": "holds",
+             "effect": 1.2, "ci_low": 0.4, "ci_high": 2.0, "n_lower": 3, "n_higher": 3}  # fmt: skip
+    launch("quick", [holds])
+    untested = {"verdict": "not tested", "effect": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_lower": 1,
+                "n_higher": 1, "reason": "the smoke profile is too short to test the paper's claims"}  # fmt: skip
+    launch("smoke", [{**holds, **untested}, {**holds, **untested, "claim": "overfits", "statement": "1202 overfits"}])
+    card = scorecard(uri).set_index("claim")
+    assert card.loc["deeper", "verdict"] == "holds" and card.loc["deeper", "profile"] == "quick"
+    assert card.loc["deeper", "n"] == "3/3" and card.loc["deeper", "effect"] == pytest.approx(1.2)
+    assert card.loc["overfits", "verdict"] == "not tested" and card.loc["overfits", "profile"] == "smoke"
+    assert list(study_verdicts(uri, "depth-cifar10")["verdict"]) == ["not tested", "not tested"]  # the latest launch
+    text = scorecard_markdown(scorecard(uri))
+    assert "| Deeper is better | Table 6 | holds | +1.20 | [+0.40, +2.00] | 3/3 | depth-cifar10 | quick |" in text
+    assert "1 of 1 tested claims hold; 1 not tested yet." in text
+    printed = subprocess.run(
+        [str(Path(sys.executable).with_name("reslab")), "scorecard", "--tracking-uri", uri],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert printed.stdout == text
 
 
 def test_an_empty_store_gets_a_friendly_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -267,6 +311,9 @@ def test_the_dashboard_renders_in_headless_chromium(dashboard: str, chromium: An
     assert "cifar_resnet20 test" in legend and "cifar_plain20 train" in legend
     assert page.locator("[data-testid='stException']").count() == 0 and "Traceback" not in text
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+    page.get_by_role("tab", name="Scorecard").click()
+    page.get_by_text("What has been reproduced").wait_for(timeout=30_000)
+    assert "0 of 0 tested claims hold; 1 not tested yet" in page.inner_text("body")
 
 
 @pytest.mark.slow

@@ -90,6 +90,13 @@ def test_shipped_smoke_study_runs_on_the_real_subset(name: str, cifar_subset: Pa
     assert (tmp_path / f"{name}_cifar10-smoke" / "summary.md").read_text().count("| cifar_") == len(table)
     for trial in results(tmp_path / f"{name}_cifar10-smoke").values():
         assert trial[-1]["iteration"] == 24 and trial[-1]["device"] == "cpu"
+    # the study's claims get verdicts; a smoke run is too short to test them, and says so everywhere
+    verdicts = pd.read_csv(tmp_path / f"{name}_cifar10-smoke" / "verdicts.csv")
+    assert len(verdicts) >= 3 and (verdicts["verdict"] == "not tested").all()
+    assert verdicts["reason"].str.contains("smoke profile is too short").all()
+    parents, _ = tracked_runs(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", f"{name}_cifar10-smoke")
+    tags = {k: v for k, v in parents[0].data.tags.items() if k.startswith("reslab.verdict.")}
+    assert tags == {f"reslab.verdict.{c}": "not tested" for c in verdicts["claim"]}
 
 
 def test_a_diverging_trial_is_marked_and_the_study_goes_on(tmp_path: Path) -> None:
@@ -131,16 +138,21 @@ def wait_for(condition, timeout: float, what: str) -> None:
 LONG = {"model": "cifar_resnet20", "iterations": 160, "eval_every": 20, "batch_size": 32}
 
 
-def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    script = write_study(tmp_path, "worker_kill", "grid(momentum=[0.9])", LONG)
-    driver = subprocess.Popen(
-        [sys.executable, str(script), "--storage", str(tmp_path)],
+def start_study(script: Path, folder: Path, *args: str) -> subprocess.Popen:
+    """A study running in the background in `folder` (its storage and default MLflow store), output piped."""
+    return subprocess.Popen(
+        [sys.executable, str(script), "--storage", str(folder), *args],
         env=study_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=tmp_path,  # its default MLflow store: tmp_path/runs/mlflow.db
+        cwd=folder,
     )
+
+
+def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    script = write_study(tmp_path, "worker_kill", "grid(momentum=[0.9])", LONG)
+    driver = start_study(script, tmp_path)  # its default MLflow store: tmp_path/runs/mlflow.db
     experiment = tmp_path / "worker_kill-smoke"
 
     def reported(at_least: int) -> list[dict]:
@@ -365,14 +377,7 @@ def test_a_data_parallel_trial_trains_on_two_gloo_workers_and_resumes_when_kille
         {**LONG, "iterations": 100},
         layer_responses=True,  # Fig. 7 from a data-parallel trial too: the same loop as a single-process one
     )
-    driver = subprocess.Popen(
-        [sys.executable, str(script), "--storage", str(tmp_path), "--data-parallel", "2"],
-        env=study_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
+    driver = start_study(script, tmp_path, "--data-parallel", "2")
     experiment = tmp_path / "data_parallel-smoke"
 
     def training(at_least: int) -> list[dict]:

@@ -200,6 +200,8 @@ def test_the_sync_records_each_trials_end_as_the_study_does_and_twice_changes_no
             "interrupted": (grid, [report(2)]),  # the driver died: no word from Tune
         },
     )
+    verdict = "claim,verdict,effect\nresnet-beats-plain,holds (1 seed),1.5\n"
+    (folder / "verdicts.csv").write_text(verdict)  # what the study wrote beside its trials at its end
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     first = sync_experiment(folder, uri, finished={"done": True, "crashed": False})
     assert (first.trials, first.runs_created, first.steps_logged, first.runs_closed) == (5, 5, 6, 5)
@@ -217,6 +219,9 @@ def test_the_sync_records_each_trials_end_as_the_study_does_and_twice_changes_no
     assert sorted(trial_runs(uri, "sync-smoke")["status"]) == sorted(expected.values())  # the dashboard's words
     reasons = {r.data.tags[TRIAL_TAG]: r.data.tags[REASON_TAG] for r in runs}
     assert reasons["interrupted"] == "stopped at iteration 2 of 4" and reasons["nan"] == "loss is nan"
+    from reslab.dashboard import study_verdicts
+
+    assert list(study_verdicts(uri, "sync-smoke")["verdict"]) == ["holds (1 seed)"]  # the rebuilt launch has them
     again = sync_experiment(folder, uri)
     assert (again.runs_created, again.steps_logged, again.runs_closed) == (0, 0, 0)
 

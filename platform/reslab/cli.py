@@ -213,6 +213,20 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_scorecard(args: argparse.Namespace) -> int:
+    """Print every claim the store's studies checked, with its latest verdict."""
+    from .dashboard.scorecard import scorecard, scorecard_markdown
+    from .tracking import prepare_store, resolve_tracking_uri
+
+    uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
+    table = scorecard(uri)
+    if table.empty:
+        print(f"no verdicts in {uri} yet: a study records them when it ends (python studies/NAME.py ...)")
+        return 0
+    print(scorecard_markdown(table), end="")
+    return 0
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from .bench import format_results, run_benchmark
 
@@ -257,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("study", help="the study as the dashboard lists it: NAME-PROFILE, e.g. plain_vs_residual-smoke")
     report.add_argument("--out", type=Path, help="the HTML file to write (default: STUDY.html here)")
     report.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
+    card = commands.add_parser(
+        "scorecard", help="every claim of the paper the store's studies checked: latest verdicts"
+    )
+    card.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
     bench = commands.add_parser("bench", help="training images/s of reslab's loop vs a DataLoader reference")
     bench.add_argument("--models", nargs="+", default=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110"])
     bench.add_argument("--iterations", type=int, default=20, help="timed iterations per loop")
@@ -274,6 +292,7 @@ COMMANDS = {
     "tracking": run_tracking_sync,
     "dashboard": run_dashboard,
     "report": run_report,
+    "scorecard": run_scorecard,
     "bench": run_bench,
 }
 

@@ -16,6 +16,7 @@ from .queries import (
     trial_counts,
     trial_runs,
 )
+from .scorecard import scorecard, scorecard_markdown, study_verdicts
 
 __all__ = [
     "StoreUnavailable",
@@ -27,10 +28,13 @@ __all__ = [
     "list_studies",
     "registered_models",
     "results_table",
+    "scorecard",
+    "scorecard_markdown",
     "search_figure",
     "search_trials",
     "seed_bands",
     "study_definition",
+    "study_verdicts",
     "trial_counts",
     "trial_runs",
 ]

@@ -94,7 +94,7 @@ def list_studies(uri: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).sort_values("last launch", ascending=False, ignore_index=True)
 
 
-def _experiment(client: Any, uri: str, experiment: str) -> Any:
+def experiment_of(client: Any, uri: str, experiment: str) -> Any:
     """The MLflow experiment of a study, or a LookupError naming the study and the store."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -119,7 +119,7 @@ def _progress(client: Any, run: Any) -> float:
 def study_definition(uri: str, experiment: str) -> StudyDefinition:
     """The study's definition from its latest launch's `study.json` (variants in the paper's order)."""
     client = client_for(uri)
-    found = _experiment(client, uri, experiment)
+    found = experiment_of(client, uri, experiment)
     launch = latest_launch(client, found.experiment_id)
     if launch is None:
         return StudyDefinition(experiment)
@@ -146,7 +146,7 @@ def study_definition(uri: str, experiment: str) -> StudyDefinition:
 def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
     """One row per trial run: variant, seed, status, final errors (%), iterations done, run id."""
     client = client_for(uri)
-    found = _experiment(client, uri, experiment)
+    found = experiment_of(client, uri, experiment)
     rows = []
     for run in client.search_runs([found.experiment_id], max_results=50_000):
         if TRIAL_TAG not in run.data.tags:
@@ -271,7 +271,7 @@ def search_trials(uri: str, experiment: str) -> pd.DataFrame:
     """A search study's trials: each sampled value (`lr`, `weight_decay`, ...), status, iterations reached,
     final errors (%), best first among the trials that finished. Empty for a grid study."""
     client = client_for(uri)
-    found = _experiment(client, uri, experiment)
+    found = experiment_of(client, uri, experiment)
     rows = []
     for run in client.search_runs([found.experiment_id], max_results=50_000):
         sampled = {k.removeprefix("sampled."): float(v) for k, v in run.data.params.items() if k.startswith("sampled.")}

@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .. import __version__
+from ..study.claims import INTERVAL
 from ..study.summary import paper_table
 from .figures import error_curve_figure, layer_response_figure, search_figure
 from .queries import (
@@ -27,6 +28,7 @@ from .queries import (
     trial_counts,
     trial_runs,
 )
+from .scorecard import study_verdicts
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
@@ -91,6 +93,16 @@ def study_report(uri: str, experiment: str, *, generated: datetime | None = None
             _caption("final errors in % as mean ± std over finished seeds (n); difference = ours - paper"),
         )
     )
+    verdicts = study_verdicts(uri, experiment)
+    if not verdicts.empty:
+        view = verdicts[["statement", "source", "verdict", "effect", "ci_low", "ci_high", "n_lower", "n_higher"]]
+        sections.append(
+            _section(
+                "The paper's claims",
+                _table(view),
+                _caption(f"effect: mean of the side the paper says is higher minus the other; interval: {INTERVAL}"),
+            )
+        )
     curves = error_curves(uri, runs)
     if not curves.empty:
         sections.append(

@@ -10,18 +10,24 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .claims import Claim, falls_with
     from .cli import main
     from .runner import StudyRun, run_study
     from .spec import PROFILES, Profile, Search, Study, Trial, grid, variant_label
 
 _HOMES = {
     "main": ".cli",
+    "Claim": ".claims",
+    "falls_with": ".claims",
     "StudyRun": ".runner",
     "run_study": ".runner",
     **dict.fromkeys(("PROFILES", "Profile", "Search", "Study", "Trial", "grid", "variant_label"), ".spec"),
 }
 
-__all__ = ["PROFILES", "Profile", "Search", "Study", "StudyRun", "Trial", "grid", "main", "run_study", "variant_label"]
+__all__ = [
+    "PROFILES", "Claim", "Profile", "Search", "Study", "StudyRun", "Trial", "falls_with", "grid", "main", "run_study",
+    "variant_label",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,8 @@ import pandas as pd
 
 from ..data.fetch import check_source
 from ..tracking import TrackingUnavailable, check_reachable, prepare_store, resolve_tracking_uri
-from ..tracking.layout import RESPONSES_ARTIFACT
+from ..tracking.layout import RESPONSES_ARTIFACT, VERDICTS_ARTIFACT
+from .claims import judge, untestable_reason, verdict_table, verdicts_markdown
 from .launch import earlier_fingerprints, experiment_name, grid_fingerprint, launch_record
 from .preflight import (
     check_data_here,
@@ -35,6 +36,7 @@ from .spec import Study, Trial, variant_label
 from .storage import read_text, storage_uri, write_text
 from .summary import (
     TrialOutcome,
+    late_mean,
     response_table,
     responses_markdown,
     search_markdown,
@@ -57,6 +59,7 @@ class StudyRun:
     path: str  # the experiment folder (local path or URI)
     outcomes: list[TrialOutcome]
     table: pd.DataFrame
+    verdicts: pd.DataFrame  # one row per claim of the study (`claims.verdict_table`)
 
 
 def _outcome(result: Any) -> TrialOutcome:
@@ -65,6 +68,14 @@ def _outcome(result: Any) -> TrialOutcome:
     metrics = result.metrics or {}
     error = error_reason(result.error) if result.error is not None else None
     status, reason = record.status(metrics, error)
+    history = result.metrics_dataframe
+    late = {}
+    if history is not None and "iteration" in history:  # a restored trial re-reports steps: keep each once
+        history = history.drop_duplicates("iteration", keep="last")
+        for key in ("train_error", "test_error"):
+            if key in history:
+                late[f"{key}_late"] = late_mean(list(history["iteration"]), list(history[key]), record.planned)
+    responses = metrics.get("layer_responses") or []
     return TrialOutcome(
         label=record.label,
         seed=record.seed,
@@ -74,6 +85,8 @@ def _outcome(result: Any) -> TrialOutcome:
         status=status,
         reason=reason,
         params=dict(record.sampled),
+        response_std=sum(responses) / len(responses) if responses else math.nan,
+        **late,
     )
 
 
@@ -126,10 +139,13 @@ def run_study(
     node_options = {"allow_cpu_fallback": allow_cpu_fallback, "data_source": data_source}
     tuner = _tuner(launch, cluster_gpus, gpus_per_trial, max_concurrent_trials, verbose, node_options, out)
     results = tuner.fit()
-    if _sync_tracking(launch.path, launch.tracking_uri, results, out):
-        tags = {"study": study.name, "profile": profile}
-        _register_models(launch.tracking_uri, launch.name, results, tags, out)
-    return _summarize(launch, results, out)
+    tracked = _sync_tracking(launch.path, launch.tracking_uri, results, out)
+    if tracked:
+        _register_models(launch.tracking_uri, launch.name, results, {"study": study.name, "profile": profile}, out)
+    run = _summarize(launch, results, out)
+    if tracked and not run.verdicts.empty:
+        _record_verdicts(launch, run.verdicts, out)
+    return run
 
 
 def prepare_launch(
@@ -203,14 +219,19 @@ def _tuner(
 
 
 def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
-    """Each trial's outcome, the paper-shaped table (or a search's), Fig. 7's responses: written beside the
-    experiment (summary.csv, summary.md) and printed."""
+    """Each trial's outcome, the paper-shaped table (or a search's), Fig. 7's responses and the verdict on
+    each of the study's claims: written beside the experiment (summary.csv, summary.md, verdicts.csv) and
+    printed. A run on synthetic data is not set beside the paper's numbers."""
     study = launch.study
     outcomes = [_outcome(result) for result in results]
     title = f"{study.title} — profile {launch.profile}"
+    dataset = launch.trials[0].config.dataset
+    order = [variant_label(v) for v in study.variants]
     if study.search is None:
-        table = summarize(outcomes, study.paper, order=[variant_label(v) for v in study.variants])
+        table = summarize(outcomes, {} if dataset == "synthetic" else study.paper, order=order)
         markdown = to_markdown(table, title)
+        if dataset == "synthetic":
+            markdown += "\nTrained on synthetic data: no comparison with the paper's numbers.\n"
     else:
         table = search_table(outcomes)
         markdown = search_markdown(table, title)
@@ -218,12 +239,28 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
     responses = response_table(results)
     if not responses.empty:
         write_text(launch.path, RESPONSES_ARTIFACT, responses.to_csv(index=False))
-        markdown += "\n" + responses_markdown(responses, [variant_label(v) for v in study.variants])
+        markdown += "\n" + responses_markdown(responses, order)
+    untestable = untestable_reason(launch.profile, dataset)
+    verdicts = [judge(claim, outcomes, untestable) for claim in study.claims]
+    if verdicts:
+        write_text(launch.path, VERDICTS_ARTIFACT, verdict_table(verdicts).to_csv(index=False))
+        markdown += "\n" + verdicts_markdown(verdicts)
     write_text(launch.path, "summary.md", markdown)
     print(markdown, file=out)
     print(f"results: {launch.path} (summary.md, summary.csv; Ray Tune's trial folders)", file=out)
     print(f"dashboard: reslab dashboard --tracking-uri {launch.tracking_uri}", file=out)
-    return StudyRun(launch.path, outcomes, table)
+    return StudyRun(launch.path, outcomes, table, verdict_table(verdicts))
+
+
+def _record_verdicts(launch: Launch, verdicts: pd.DataFrame, out: TextIO) -> None:
+    """The verdicts on the launch's MLflow run (tags and verdicts.csv), for the dashboard and the scorecard;
+    a store that fails now is reported, the verdicts stay in verdicts.csv."""
+    from ..tracking.writer import MLflowWriter
+
+    try:
+        MLflowWriter(launch.tracking_uri, launch.name, {}, {}).record_verdicts(verdicts)
+    except Exception as error:  # the verdicts are already written beside the experiment
+        print(f"verdicts not recorded in MLflow: {error_reason(error)}", file=out)
 
 
 def _sync_tracking(path: str, uri: str, results: Any, out: TextIO) -> bool:

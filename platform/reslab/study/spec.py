@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..training import Recipe, TrainConfig, paper_recipe
+from .claims import Claim
 
 RECIPE_KEYS = frozenset(f.name for f in fields(Recipe))
 CONFIG_KEYS = frozenset(f.name for f in fields(TrainConfig)) - {"recipe", "seed", "data_dir", "dataset"}
@@ -128,6 +129,7 @@ class Study:
     metric: str = "test_error"  # what "best" means (lower is better)
     layer_responses: bool = False  # also measure Fig. 7's per-layer response std at the end of each trial
     search: Search | None = None  # sample the recipe instead of crossing a grid (one base variant)
+    claims: tuple[Claim, ...] = ()  # the paper's comparative claims this study checks (see study/claims.py)
 
     def problems(self, profile: str = "smoke", data_dir: str | None = None) -> list[str]:
         """Every problem with the study, by path, without building anything."""
@@ -145,6 +147,8 @@ class Study:
             found += self.search.problems()
             if len(self.variants) != 1:
                 found.append(f"variants: a search study has exactly one base variant, got {len(self.variants)}")
+        for claim in self.claims:
+            found += claim.problems(map(variant_label, self.variants))
         if len(set(map(variant_label, self.variants))) != len(self.variants):
             found.append("variants: two variants have the same label (duplicate grid points)")
         for where, values in [("settings", self.settings)] + [

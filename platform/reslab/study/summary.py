@@ -22,6 +22,16 @@ class TrialOutcome:
     status: str  # "finished", "diverged", "stopped" (early, by ASHA) or "failed"
     reason: str = ""  # why a trial diverged, stopped or failed
     params: dict[str, float] = field(default_factory=dict)  # the values a search sampled
+    train_error_late: float = math.nan  # mean training error over the reports of the last quarter of training
+    test_error_late: float = math.nan  # mean test error over the same reports
+    response_std: float = math.nan  # Fig. 7: the mean over 3x3 layers of their response std (NaN: not measured)
+
+
+def late_mean(iterations: Sequence[int], values: Sequence[float], planned: int) -> float:
+    """The mean of `values` reported in the last quarter of `planned` iterations ("over the last part of
+    training"): steadier than the final report alone. NaN when none was reported there."""
+    late = [v for i, v in zip(iterations, values, strict=True) if i >= 0.75 * planned and math.isfinite(v)]
+    return sum(late) / len(late) if late else math.nan
 
 
 def _mean_std(values: pd.Series) -> tuple[float, float]:
@@ -87,7 +97,9 @@ def paper_table(table: pd.DataFrame) -> pd.DataFrame:
         for row in table.itertuples()
     ]
     columns = ["variant", "train error %", "test error %", "paper %", "difference", "diverged", "failed"]
-    return pd.DataFrame(rows, columns=columns)
+    if table["paper_test_error"].isna().all():  # no paper numbers (a synthetic-data run): no columns for them
+        columns = [c for c in columns if c not in ("paper %", "difference")]
+    return pd.DataFrame(rows, columns=columns)[columns]
 
 
 def to_markdown(table: pd.DataFrame, title: str) -> str:

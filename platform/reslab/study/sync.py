@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..tracking.layout import METRICS, MODEL_ERROR_TAG, MODEL_TAG, STATUS_TAG
+from ..tracking.layout import METRICS, MODEL_ERROR_TAG, MODEL_TAG, STATUS_TAG, VERDICT_TAG, VERDICTS_ARTIFACT
 from ..tracking.writer import MLflowWriter
 from .tracking_callback import error_reason, trial_record
 
@@ -98,6 +98,17 @@ def _latest_checkpoint(trial_folder: Path, cloud_folder: str | None = None) -> A
     return Checkpoint(folders[-1], filesystem=fs) if folders else None
 
 
+def _restore_verdicts(writer: MLflowWriter, path: Path) -> None:
+    """The study's verdicts (written beside the experiment at its end) onto its launch run, when it lacks them."""
+    if not path.is_file():
+        return
+    launch = writer.client.get_run(writer.launch_run_id) if writer.launch_run_id else None
+    if launch is None or not any(k.startswith(VERDICT_TAG) for k in launch.data.tags):
+        import pandas as pd
+
+        writer.record_verdicts(pd.read_csv(path))
+
+
 def _record_disagrees(run_status: str, tags: Mapping[str, str], status: str) -> bool:
     """Whether a trial run's record disagrees with how the trial ended (`status`): still open, closed before
     it ended, or closed before the status tag existed."""
@@ -127,6 +138,7 @@ def _sync(folder: Path, uri: str, finished: dict[str, bool] | None, cloud_folder
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     writer = MLflowWriter(uri, folder.name, record.get("tags", {}), record.get("definition", {}))
     writer.attach()
+    _restore_verdicts(writer, folder / VERDICTS_ARTIFACT)
     report = SyncReport()
     for params_path in sorted(folder.glob("*/params.json")):
         reports = _reports(params_path.parent)

@@ -98,14 +98,6 @@ class MLflowTracking(Callback):
         record = trial_record(trial.trial_id, trial.config)
         self._guarded(lambda: self.writer.close(record, trial.last_result or {}, error=_trial_error(trial)))
 
-
-def _trial_error(trial: Any) -> str:
-    """Why Tune marked the trial errored, from the error it stored (its type and first line)."""
-    try:
-        return error_reason(trial.get_pickled_error() or trial.get_error())
-    except Exception:  # the stored error cannot be read: the reason says where to look
-        return error_reason(None)
-
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._guarded(self.writer.end_launch)
         if self.skipped_writes:
@@ -114,3 +106,11 @@ def _trial_error(trial: Any) -> str:
                 "the study syncs them from Ray's storage now (or run `reslab tracking sync` later)",
                 file=sys.stderr,
             )
+
+
+def _trial_error(trial: Any) -> str:
+    """Why Tune marked the trial errored, from the error it stored (its type and first line)."""
+    try:
+        return error_reason(trial.get_pickled_error() or trial.get_error())
+    except Exception:  # the stored error cannot be read: the reason says where to look
+        return error_reason(None)

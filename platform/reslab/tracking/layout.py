@@ -29,7 +29,11 @@ DIVERGED_TAG = "diverged"  # why a trial's loss diverged
 STATUS_TAG = "reslab.status"  # how a trial ended, one of STATUSES (set when its run is closed)
 REASON_TAG = "reslab.status_reason"  # why it ended that way (empty when it finished)
 
+VERDICT_TAG = "reslab.verdict."  # + a claim's id, on a launch run: the verdict its study gave the claim
+PROFILE_TAG = "profile"  # on a launch run: the profile it ran ("smoke", "quick", "paper")
+
 STUDY_ARTIFACT = "study.json"  # on a launch run: variants in the paper's order, the paper's numbers, trials
+VERDICTS_ARTIFACT = "verdicts.csv"  # on a launch run: each claim's verdict with its effect, interval and n
 RESPONSES_ARTIFACT = "layer_responses.csv"  # on a trial's run: Fig. 7's per-layer response std
 MODEL_ARTIFACT = "model"  # on a trial's run: the folder a registered version points to
 

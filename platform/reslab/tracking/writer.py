@@ -36,6 +36,8 @@ from .layout import (
     STUDY_ARTIFACT,
     TRIAL_TAG,
     VARIANT_TAG,
+    VERDICT_TAG,
+    VERDICTS_ARTIFACT,
     trial_status,
 )
 
@@ -119,6 +121,11 @@ class MLflowWriter:
     def experiment_id(self) -> str:
         return self._experiment_id
 
+    @property
+    def launch_run_id(self) -> str:
+        """The launch (parent) run written into: started, or found by `attach` ("" before either)."""
+        return self._parent
+
     def start_launch(self) -> None:
         """Find or create the experiment; start this launch's parent run; close parents a dead driver left open."""
         found = self.client.get_experiment_by_name(self.experiment)
@@ -149,6 +156,15 @@ class MLflowWriter:
         self._experiment_id = found.experiment_id
         launch = latest_launch(self.client, self._experiment_id)
         self._parent = launch.info.run_id if launch else ""
+
+    def record_verdicts(self, table: Any) -> None:
+        """Put the study's verdicts on its latest launch: one VERDICT_TAG tag per claim (what the scorecard
+        reads) and the whole table, with effects and intervals, as VERDICTS_ARTIFACT."""
+        self.attach()
+        tags = {f"{VERDICT_TAG}{row.claim}": row.verdict for row in table.itertuples()}
+        for key, value in tags.items():
+            self.client.set_tag(self._parent, key, value)
+        self.client.log_text(self._parent, table.to_csv(index=False), VERDICTS_ARTIFACT)
 
     def end_launch(self) -> None:
         if self._parent:
