@@ -284,3 +284,49 @@ def test_experiments_fingerprinted_by_earlier_versions_still_restore() -> None:
         study = getattr(module, attribute)
         trials = study.trials("smoke")
         assert fingerprints <= earlier_fingerprints(trials, study, "smoke") | {grid_fingerprint(trials, study, "smoke")}
+
+
+def test_the_summary_gives_verdicts_from_tunes_results_and_names_trials_that_never_started(tmp_path: Path) -> None:
+    """`_summarize` on Ray Tune's own Result objects: two seeds per side on the quick profile give a Welch
+    verdict from the last quarter of training; a trial an interrupted study never started is named, not a crash."""
+    import io
+
+    import pandas as pd
+    from ray.tune import Result
+
+    from reslab.study import Claim, Study, grid
+    from reslab.study.runner import Launch, _summarize
+
+    claim = Claim("deeper-trains-worse", "plain-32 trains worse", "Fig. 6", "train_error_late", "cifar_plain20",
+                  "cifar_plain32")  # fmt: skip
+    study = Study("verdicts", "t", "cifar10", grid(model=["cifar_plain20", "cifar_plain32"]), seeds=(0, 1),
+                  claims=(claim,))  # fmt: skip
+    trials = study.trials("quick", "/data")
+    planned = trials[0].config.recipe.iterations
+    launch = Launch(study, "quick", trials, None, "sqlite:///unused.db", str(tmp_path))
+
+    def result(trial, late_error: float) -> Result:
+        steps = [planned // 2, planned * 3 // 4, planned]
+        history = pd.DataFrame({"iteration": steps, "train_error": [0.9, late_error, late_error],
+                                "test_error": [0.9, 0.5, 0.5]})  # fmt: skip
+        params = {"trial": {"label": trial.label, "seed": trial.seed, "config": trial.config.to_dict()}}
+        metrics = {"config": params, "iteration": planned, "train_error": late_error, "test_error": 0.5}
+        return Result(metrics=metrics, checkpoint=None, error=None, path=str(tmp_path), metrics_dataframe=history)
+
+    late = {
+        ("cifar_plain20", 0): 0.10,
+        ("cifar_plain20", 1): 0.11,
+        ("cifar_plain32", 0): 0.20,
+        ("cifar_plain32", 1): 0.21,
+    }
+    results = [result(t, late[(t.label, t.seed)]) for t in trials]
+    never = Result(metrics={}, checkpoint=None, error=None, path=str(tmp_path))
+    out = io.StringIO()
+    run = _summarize(launch, [*results, never], out)
+    [verdict] = run.verdicts.to_dict("records")
+    assert verdict["verdict"] == "holds" and verdict["effect"] == pytest.approx(10.0)
+    assert (verdict["n_lower"], verdict["n_higher"]) == (2, 2) and 0 < verdict["ci_low"] < 10 < verdict["ci_high"]
+    written = (tmp_path / "verdicts-quick" / "summary.md").read_text()
+    assert "| plain-32 trains worse | Fig. 6 | holds | +10.00 |" in written
+    assert "1 of 5 trials never started (the study was interrupted)" in written
+    assert (tmp_path / "verdicts-quick" / "verdicts.csv").is_file()

@@ -223,7 +223,8 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
     each of the study's claims: written beside the experiment (summary.csv, summary.md, verdicts.csv) and
     printed. A run on synthetic data is not set beside the paper's numbers."""
     study = launch.study
-    outcomes = [_outcome(result) for result in results]
+    started = [result for result in results if result.config]  # an interrupted study leaves some never started
+    outcomes = [_outcome(result) for result in started]
     title = f"{study.title} — profile {launch.profile}"
     dataset = launch.trials[0].config.dataset
     order = [variant_label(v) for v in study.variants]
@@ -236,7 +237,7 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
         table = search_table(outcomes)
         markdown = search_markdown(table, title)
     write_text(launch.path, "summary.csv", table.to_csv(index=False))
-    responses = response_table(results)
+    responses = response_table(started)
     if not responses.empty:
         write_text(launch.path, RESPONSES_ARTIFACT, responses.to_csv(index=False))
         markdown += "\n" + responses_markdown(responses, order)
@@ -245,6 +246,11 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
     if verdicts:
         write_text(launch.path, VERDICTS_ARTIFACT, verdict_table(verdicts).to_csv(index=False))
         markdown += "\n" + verdicts_markdown(verdicts)
+    if len(started) < len(results):
+        markdown += (
+            f"\n{len(results) - len(started)} of {len(results)} trials never started (the study was interrupted): "
+            "run the same command again to resume it.\n"
+        )
     write_text(launch.path, "summary.md", markdown)
     print(markdown, file=out)
     print(f"results: {launch.path} (summary.md, summary.csv; Ray Tune's trial folders)", file=out)
