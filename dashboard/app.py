@@ -30,6 +30,7 @@ from reslab.dashboard import (
     trial_runs,
 )
 from reslab.dashboard.report import study_report
+from reslab.dashboard.scorecard import tally
 from reslab.study.summary import to_markdown
 from reslab.tracking import prepare_store, resolve_tracking_uri
 
@@ -188,9 +189,7 @@ def draw_views() -> None:
             st.info("No verdicts in this store yet: a study records them when it ends.")
         else:
             st.subheader("What has been reproduced")
-            tested = table[table["verdict"] != "not tested"]
-            held = int(tested["verdict"].isin(["holds", "holds (1 seed)"]).sum())
-            st.caption(f"{held} of {len(tested)} tested claims hold; {len(table) - len(tested)} not tested yet")
+            st.caption(tally(table))
             st.dataframe(table, hide_index=True, width="stretch")
             st.caption(VERDICT_NOTE)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..study.claims import INTERVAL, VERDICT_COLUMNS
+from ..study.claims import HOLDS, INTERVAL, NOT_TESTED, VERDICT_COLUMNS
 from ..tracking.layout import LAUNCH_TAG, PROFILE_TAG, VERDICT_TAG, VERDICTS_ARTIFACT
 from .queries import client_for, experiment_of
 
@@ -56,7 +56,7 @@ def scorecard(uri: str) -> pd.DataFrame:
     for experiment in client.search_experiments():
         for launch in _launches(client, experiment.experiment_id):  # newest first
             for row in _verdicts_of(launch).to_dict("records"):
-                tested = row["verdict"] != "not tested"
+                tested = row["verdict"] != NOT_TESTED
                 if not _replaces(tested, launch.info.start_time, best.get(row["claim"])):
                     continue
                 n = f"{_count(row.get('n_lower'))}/{_count(row.get('n_higher'))}"
@@ -105,7 +105,12 @@ def scorecard_markdown(table: pd.DataFrame) -> str:
             f"| {statement} | {row.source} | {row.verdict} | {effect} | {interval} | {row.n} | {row.study} | "
             f"{row.profile} |"
         )
-    held = int(table["verdict"].isin(["holds", "holds (1 seed)"]).sum())
-    tested = int((table["verdict"] != "not tested").sum())
-    lines += ["", f"{held} of {tested} tested claims hold; {len(table) - tested} not tested yet."]
+    lines += ["", tally(table) + "."]
     return "\n".join(lines) + "\n"
+
+
+def tally(table: pd.DataFrame) -> str:
+    """How many tested claims of a scorecard hold, and how many are not tested: the line under its table."""
+    held = int(table["verdict"].isin(HOLDS).sum())
+    tested = int((table["verdict"] != NOT_TESTED).sum())
+    return f"{held} of {tested} tested claims hold; {len(table) - tested} not tested yet"

@@ -34,7 +34,9 @@ METRICS = {
 KINDS = ("lower", "similar")
 # the profiles whose schedules are long enough to test a claim (smoke proves the pipeline, not the paper)
 TESTING_PROFILES = ("quick", "paper")
-VERDICTS = ("holds", "fails", "inconclusive", "holds (1 seed)", "fails (1 seed)", "not tested")
+NOT_TESTED = "not tested"
+HOLDS = ("holds", "holds (1 seed)")
+VERDICTS = (*HOLDS, "fails", "inconclusive", "fails (1 seed)", NOT_TESTED)
 INTERVAL = "95% Welch t interval"
 
 
@@ -140,10 +142,10 @@ def judge(claim: Claim, outcomes: Sequence[TrialOutcome], untestable: str = "") 
     n = (len(lower), len(higher))
     nan = math.nan
     if untestable:
-        return Verdict(claim, "not tested", nan, nan, nan, *n, reason=untestable)
+        return Verdict(claim, NOT_TESTED, nan, nan, nan, *n, reason=untestable)
     missing = [side for side, values in ((claim.lower, lower), (claim.higher, higher)) if not values]
     if missing:
-        return Verdict(claim, "not tested", nan, nan, nan, *n, reason=f"no finished trial of {', '.join(missing)}")
+        return Verdict(claim, NOT_TESTED, nan, nan, nan, *n, reason=f"no finished trial of {', '.join(missing)}")
     effect = sum(higher) / len(higher) - sum(lower) / len(lower)
     if min(n) < 2:
         verdict = "holds (1 seed)" if _agrees(claim, effect, effect) else "fails (1 seed)"
@@ -203,7 +205,7 @@ def verdicts_markdown(verdicts: Sequence[Verdict]) -> str:
     for v in verdicts:
         effect = "—" if math.isnan(v.effect) else f"{v.effect:+.2f}"
         interval = "—" if math.isnan(v.low) else f"[{v.low:+.2f}, {v.high:+.2f}]"
-        verdict = f"{v.verdict} ({v.reason})" if v.verdict == "not tested" else v.verdict
+        verdict = f"{v.verdict} ({v.reason})" if v.verdict == NOT_TESTED else v.verdict
         lines.append(
             f"| {v.claim.text} | {v.claim.source} | {verdict} | {effect} | {interval} | {v.n_lower}/{v.n_higher} |"
         )
