@@ -5,6 +5,7 @@
 #   bash ~/reslab/cluster/node.sh setup [--storage URI] [--shared-storage]
 #                                       venv with the pinned set and the cluster extra; `ray submit` shells use it
 #   bash ~/reslab/cluster/node.sh start-mlflow --backend-store-uri URI --artifacts-destination URI [--password-ssm NAME]
+#                                       [--admin-password-ssm NAME]   MLflow on the head's 127.0.0.1, login required
 #   bash ~/reslab/cluster/node.sh start-head                 Ray's head (dashboard, jobs), with the autoscaler ray up configured
 #   bash ~/reslab/cluster/node.sh start-worker               join the head at $RAY_HEAD_IP (set by Ray's updater)
 #   bash ~/reslab/cluster/node.sh stop-mlflow                stop the tracking server (ray down leaves it serving)
@@ -86,27 +87,38 @@ mlflow_pid() {  # the running tracking server's pid, if any
 }
 
 start_mlflow() {
-  local backend="" artifacts="" password_ssm=""
+  local backend="" artifacts="" password_ssm="" admin_ssm=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --backend-store-uri) backend="$2"; shift 2 ;;
       --artifacts-destination) artifacts="$2"; shift 2 ;;
       --password-ssm) password_ssm="$2"; shift 2 ;;  # the database password, from AWS SSM Parameter Store
+      --admin-password-ssm) admin_ssm="$2"; shift 2 ;;  # the MLflow admin's password, from SSM too
       *) echo "node.sh start-mlflow: unknown option $1" >&2; exit 2 ;;
     esac
   done
   mkdir -p "$MLFLOW_DIR"
+  chmod 700 "$MLFLOW_DIR"
   if [ -n "$password_ssm" ]; then db_password "$password_ssm"; fi
+  mlflow_login "$admin_ssm"
   local uri="http://127.0.0.1:$MLFLOW_PORT"
   remember MLFLOW_TRACKING_URI "$uri"
   if [ -n "$(mlflow_pid)" ]; then return 0; fi
-  # 127.0.0.1 only: the driver on this head is the only writer; people reach it through ssh port forwarding
-  setsid "$VENV/bin/mlflow" server --host 127.0.0.1 --port "$MLFLOW_PORT" --backend-store-uri "$backend" \
-    --artifacts-destination "$artifacts" > "$MLFLOW_DIR/server.log" 2>&1 < /dev/null &
+  # 127.0.0.1 only: the driver on this head is the only writer (trials on the workers never call MLflow), and
+  # people reach it through ssh port forwarding (`ray attach CONFIG -p 5000`), so no firewall rule opens it.
+  # MLflow's basic-auth app: every request but /health needs the login (its users in basic_auth.db).
+  MLFLOW_AUTH_CONFIG_PATH="$MLFLOW_DIR/basic_auth.ini" MLFLOW_AUTH_ADMIN_PASSWORD="$(cat "$MLFLOW_DIR/admin-password")" \
+    MLFLOW_FLASK_SERVER_SECRET_KEY="$(cat "$MLFLOW_DIR/flask-secret")" setsid "$VENV/bin/mlflow" server --app-name basic-auth --host 127.0.0.1 --port "$MLFLOW_PORT" \
+    --backend-store-uri "$backend" --artifacts-destination "$artifacts" > "$MLFLOW_DIR/server.log" 2>&1 < /dev/null &
   echo $! > "$MLFLOW_DIR/server.pid"
   for _ in $(seq 120); do
     if "$VENV/bin/python" -c "import urllib.request as u; u.urlopen('$uri/health', timeout=2)" 2>/dev/null; then
       return 0
+    fi
+    if [ -z "$(mlflow_pid)" ]; then
+      echo "node.sh: the MLflow server exited; the end of $MLFLOW_DIR/server.log:" >&2
+      tail -n 5 "$MLFLOW_DIR/server.log" >&2
+      exit 1
     fi
     sleep 1
   done
@@ -114,12 +126,41 @@ start_mlflow() {
   exit 1
 }
 
-db_password() {  # db_password NAME: the database password from AWS SSM Parameter Store into ~/.pgpass
-  # (mode 600), where libpq finds it: never in a URI, the YAML or a process list. The node's IAM role reads it.
-  (umask 077 && "$VENV/bin/python" -c 'import sys, boto3
-value = boto3.client("ssm").get_parameter(Name=sys.argv[1], WithDecryption=True)["Parameter"]["Value"]
-print("*:*:*:*:" + value.replace("\\", "\\\\").replace(":", "\\:"))' "$1" > ~/.pgpass.new)
+ssm_parameter() {  # ssm_parameter NAME: a SecureString from AWS SSM Parameter Store (the node's IAM role reads it)
+  "$VENV/bin/python" -c 'import sys, boto3
+print(boto3.client("ssm").get_parameter(Name=sys.argv[1], WithDecryption=True)["Parameter"]["Value"])' "$1"
+}
+
+db_password() {  # db_password NAME: the database password from SSM into ~/.pgpass (mode 600), where libpq finds
+  # it: never in a URI, the YAML or a process list
+  local value
+  value="$(ssm_parameter "$1")"
+  value="${value//\\/\\\\}"
+  (umask 077 && printf '*:*:*:*:%s\n' "${value//:/\\:}" > ~/.pgpass.new)
   mv ~/.pgpass.new ~/.pgpass
+}
+
+mlflow_login() {  # mlflow_login [SSM_NAME]: the MLflow admin's password, from SSM, else $RESLAB_MLFLOW_ADMIN_PASSWORD
+  # (the head's environment), else made here once, kept in ~/reslab-mlflow/admin-password; the login also goes to
+  # ~/.mlflow/credentials, where MLflow's clients on this head (the study drivers) find it. Both mode 600, never
+  # in the YAML. The server creates the admin with it on its first start; later changes go through MLflow's API.
+  local file="$MLFLOW_DIR/admin-password"
+  (
+    umask 077
+    if [ -n "${1:-}" ]; then ssm_parameter "$1" > "$file"
+    elif [ -n "${RESLAB_MLFLOW_ADMIN_PASSWORD:-}" ]; then printf '%s\n' "$RESLAB_MLFLOW_ADMIN_PASSWORD" > "$file"
+    elif [ ! -s "$file" ]; then "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))' > "$file"
+    fi
+    if [ ! -s "$MLFLOW_DIR/flask-secret" ]; then  # the key of the login form's CSRF tokens: made once, kept
+      "$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))' > "$MLFLOW_DIR/flask-secret"
+    fi
+    mkdir -p ~/.mlflow
+    printf '[mlflow]\nmlflow_tracking_username = admin\nmlflow_tracking_password = %s\n' "$(cat "$file")" \
+      > ~/.mlflow/credentials
+    printf '[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///%s/basic_auth.db\nadmin_username = admin\n%s\n' \
+      "$MLFLOW_DIR" "authorization_function = mlflow.server.auth:authenticate_request_basic_auth" \
+      > "$MLFLOW_DIR/basic_auth.ini"
+  )
 }
 
 stop_mlflow() {

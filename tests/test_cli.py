@@ -106,3 +106,55 @@ def test_cli_trains_on_the_real_subset(cifar_subset: Path) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print("real-subset result:", result)
     assert result["test_error"] < 0.70
+
+
+@pytest.mark.parametrize("bad", [["--storage", "{file}/runs"], ["--resume"], ["--max-concurrent-trials", "0"]])
+def test_a_study_refuses_bad_input_before_ray_starts(bad: list[str], tmp_path: Path) -> None:
+    """A real study process: one message, exit 2, and Ray never started (it announces itself when it does)."""
+    (tmp_path / "file").write_text("not a folder\n")
+    argv = [arg.format(file=tmp_path / "file") for arg in bad]
+    study = Path(__file__).resolve().parents[1] / "studies" / "plain_vs_residual.py"
+    done = subprocess.run(
+        [sys.executable, str(study), "--storage", str(tmp_path / "runs"), *argv],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "error" in done.stderr
+    assert "Ray" not in done.stdout + done.stderr, done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_failing_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path: Path) -> None:
+    """Disk full while writing a checkpoint, made real with a file-size limit (a write past it fails with EFBIG,
+    as on a full disk): the previous checkpoint stays loadable, no partial file is left, and `reslab train`
+    says so in one line."""
+    import resource
+    import signal
+
+    common = ["train", "--model", "cifar_resnet20", "--dataset", "synthetic", "--iterations", "2", "--batch-size", "16"]
+    assert reslab(*common, "--out", str(tmp_path / "run")).returncode == 0
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) // 2, len(before) // 2))
+
+    overwrite = (
+        "import sys, torch\nfrom reslab.training.checkpoint import CheckpointError, save_checkpoint\n"
+        f"try:\n    save_checkpoint({str(checkpoint)!r}, {{'weights': torch.zeros({len(before)})}})\n"
+        "except CheckpointError as error:\n    sys.exit(str(error))\n"
+    )
+    failed = subprocess.run([sys.executable, "-c", overwrite], capture_output=True, text=True, timeout=120,
+                            check=False, preexec_fn=small_disk)  # fmt: skip
+    assert failed.returncode == 1 and "could not write the checkpoint" in failed.stderr, failed.stderr
+    assert checkpoint.read_bytes() == before and not list(checkpoint.parent.glob(".checkpoint.pt.*"))
+    resumed = reslab(*common, "--out", str(tmp_path / "run"), "--resume")
+    assert resumed.returncode == 0 and "at iteration 2" in resumed.stderr, resumed.stderr
+
+    script = Path(sys.executable).with_name("reslab")
+    full = subprocess.run([str(script), *common, "--out", str(tmp_path / "full")], capture_output=True, text=True,
+                          timeout=300, check=False, preexec_fn=small_disk)  # fmt: skip
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    assert "could not write the checkpoint" in full.stderr and "the previous checkpoint there is intact" in full.stderr
+    assert not list((tmp_path / "full").glob(".checkpoint.pt.*"))

@@ -20,6 +20,8 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -162,7 +164,9 @@ def cluster_config(base: Path, user: str, key: Path) -> Path:
     return path
 
 
-def test_ray_up_ray_submit_ray_down_run_a_study_on_the_onprem_cluster(cifar_subset: Path) -> None:
+def test_ray_up_ray_submit_ray_down_run_a_study_on_the_onprem_cluster(
+    cifar_subset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow import MlflowClient
 
     base = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: Ray's socket paths live under it
@@ -200,8 +204,18 @@ def test_ray_up_ray_submit_ray_down_run_a_study_on_the_onprem_cluster(cifar_subs
             assert "cifar_resnet20-B         seed 0  finished" in console  # reslab's console, not Tune's table
             assert "Configuration for experiment" not in console and "'per_worker'" not in console
 
-            # the runs and the registry are in the head's MLflow server
-            client = MlflowClient(f"http://127.0.0.1:{mlflow_port}")
+            # the runs and the registry are in the head's MLflow server, which asks for its login (drivers on the
+            # head have it in ~/.mlflow/credentials; here it is read from the head's file, as an admin would)
+            server = f"http://127.0.0.1:{mlflow_port}"
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"{server}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
+            assert refused.value.code == 401
+            password = (home / "reslab-mlflow" / "admin-password").read_text().strip()
+            assert (home / "reslab-mlflow" / "admin-password").stat().st_mode & 0o777 == 0o600
+            assert password in (home / ".mlflow" / "credentials").read_text()
+            monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+            monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+            client = MlflowClient(server)
             experiment = client.get_experiment_by_name("shortcut_ablation_cifar10-smoke")
             assert experiment is not None
             runs = client.search_runs([experiment.experiment_id])

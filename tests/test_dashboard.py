@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO
 from reslab.dashboard import error_curve_figure, seed_bands
 
-APP = REPO / "dashboard" / "app.py"
+APP = REPO / "platform" / "reslab" / "dashboard" / "app.py"
 
 STUDY = """
 import sys

@@ -4,15 +4,15 @@ come before Ray starts."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from ray.train import Checkpoint
 
-from reslab.study.trial import Session, run_trial
+from reslab.study.trial import Session, earlier_checkpoints, run_trial
 from reslab.tracking.layout import (
     FAILED_TAG,
     LAUNCH_TAG,
@@ -54,11 +54,13 @@ class Recorder:
                 for file in Path(folder).iterdir():
                     (self.saved / file.name).write_bytes(file.read_bytes())
 
-        @contextlib.contextmanager
-        def latest():
-            yield None if self.resume_from is None else str(self.resume_from)
+        def checkpoints() -> list[Checkpoint]:  # as Ray Tune's session gives them, newest first
+            if self.resume_from is None:
+                return []
+            latest = Checkpoint(str(self.resume_from))
+            return [latest, *earlier_checkpoints(latest)]
 
-        return Session(report=report, latest=latest)
+        return Session(report=report, checkpoints=checkpoints)
 
 
 def test_the_trial_loop_reports_each_evaluation_with_a_checkpoint_and_fig7_at_the_end(tmp_path: Path) -> None:
@@ -79,6 +81,27 @@ def test_the_trial_loop_reports_each_evaluation_with_a_checkpoint_and_fig7_at_th
     assert final["iteration"] == 4 and final["resumed_from"] == 4
     assert final["test_error"] == recorder.reports[-1]["test_error"]
     assert final["layer_responses"] == pytest.approx(recorder.reports[-1]["layer_responses"])
+
+
+def test_a_corrupt_latest_checkpoint_resumes_from_the_one_before_and_says_so(tmp_path: Path) -> None:
+    first = Recorder()
+    run_trial(params(layer_responses=False), first.session(tmp_path), {}, gpu_ids=[])
+    latest, previous = tmp_path / "checkpoint_2", tmp_path / "checkpoint_1"  # what Tune keeps: the last two
+    latest.joinpath("checkpoint.pt").write_bytes(b"torn write" * 100)
+    again = Recorder(resume_from=latest)
+    (tmp_path / "again").mkdir()
+    run_trial(params(layer_responses=False), again.session(tmp_path / "again"), {}, gpu_ids=[])
+    assert [r["iteration"] for r in again.reports] == [4]  # iterations 3-4 trained again, from iteration 2
+    assert again.reports[0]["resumed_from"] == 2
+    assert again.reports[0]["checkpoint_skipped"].startswith("checkpoint_2 unreadable (checkpoint ")
+
+    previous.joinpath("checkpoint.pt").write_bytes(b"")  # none readable: the trial starts over, saying so
+    third = Recorder(resume_from=latest)
+    (tmp_path / "third").mkdir()
+    run_trial(params(layer_responses=False), third.session(tmp_path / "third"), {}, gpu_ids=[])
+    assert [r["iteration"] for r in third.reports] == [2, 4] and third.reports[0]["resumed_from"] == 0
+    assert third.reports[0]["checkpoint_skipped"].startswith("started over: checkpoint_2 unreadable")
+    assert "checkpoint_1 unreadable" in third.reports[0]["checkpoint_skipped"]
 
 
 def test_a_trial_that_cannot_start_reports_once_with_the_reason(tmp_path: Path) -> None:

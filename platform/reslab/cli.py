@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from .arguments import port_number, positive_int
 from .data import DatasetNotFoundError
 from .models import complexity, create_model, get_model_info, list_models
 from .training import CheckpointError, Report, TrainConfig, TrainingDiverged, build_trainer, paper_recipe
@@ -77,6 +78,8 @@ def format_report(report: Report, iterations: int) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     config = _train_config(args).validate()
+    if args.out and args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file; name a folder for config.json, metrics.jsonl, checkpoint.pt")
     checkpoint = args.out / "checkpoint.pt" if args.out else None
     if args.resume and (checkpoint is None or not checkpoint.is_file()):
         raise CheckpointError(f"--resume needs a checkpoint at {checkpoint or '--out DIR/checkpoint.pt'}")
@@ -125,11 +128,10 @@ def run_registered(args: argparse.Namespace) -> int:
     """The registry: every model with its versions, aliases and the test error each version was registered with."""
     from mlflow import MlflowClient
 
-    from .tracking import check_reachable, prepare_store, resolve_tracking_uri
     from .tracking.catalog import registered_versions
+    from .tracking.store import existing_store
 
-    uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
-    check_reachable(uri)
+    uri = existing_store(args.tracking_uri)
     versions = registered_versions(MlflowClient(uri, registry_uri=uri))
     if not versions:
         print(f"no registered models in {uri}; a finished study registers the best net of each configuration")
@@ -156,15 +158,21 @@ def run_tracking_sync(args: argparse.Namespace) -> int:
     from .tracking import check_reachable, prepare_store, resolve_tracking_uri
     from .tracking.registry import register_study_models
 
-    uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
-    check_reachable(uri)
-    cloud = args.folder if is_cloud_uri(args.folder) else None
-    with local_copy(cloud or Path(args.folder).resolve()) as folder:
+    def check(folder: Path) -> None:
         if not (folder / "grid.json").is_file():
             raise ValueError(
                 f"{args.folder} is not a study's experiment folder (no grid.json); e.g. runs/NAME-PROFILE or "
                 "s3://BUCKET/PATH/NAME-PROFILE"
             )
+
+    cloud = args.folder if is_cloud_uri(args.folder) else None
+    if not cloud:
+        check(Path(args.folder))  # before the store is touched
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_reachable(uri)
+    uri = prepare_store(uri)
+    with local_copy(cloud or Path(args.folder).resolve()) as folder:
+        check(folder)
         print(sync_experiment(folder, uri, copy_of=cloud))  # the records were copied once, here
         results = sorted(folder.glob("*/result.json"))
         trial_ids = [json.loads(p.read_text().splitlines()[-1])["trial_id"] for p in results]
@@ -174,38 +182,39 @@ def run_tracking_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-DASHBOARD_APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-
-
 def run_dashboard(args: argparse.Namespace) -> int:
-    """Start the Streamlit dashboard on the store, bound to 127.0.0.1 unless --host says otherwise."""
+    """Serve the Streamlit dashboard on the store, bound to 127.0.0.1 unless --host says otherwise.
+
+    This process becomes Streamlit (exec, same pid): a SIGTERM or Ctrl-C to `reslab dashboard` stops the
+    server, which a child process would outlive."""
     import os
-    import subprocess
 
-    from .tracking import prepare_store, resolve_tracking_uri
+    from .dashboard import APP
+    from .tracking.store import existing_store
 
-    if not DASHBOARD_APP.is_file():
-        raise ValueError(f"the dashboard app is not at {DASHBOARD_APP}; run reslab from a checkout of the project")
-    uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
+    uri = existing_store(args.tracking_uri)
     command = [
-        sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
+        sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.address", args.host,
         "--server.port", str(args.port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
         "--client.showErrorDetails", "false",  # error details stay in this console, not in the browser
     ]  # fmt: skip
-    print(f"dashboard on http://{args.host}:{args.port} for {uri}", file=sys.stderr)
-    return subprocess.call(command, env={**os.environ, "RESLAB_TRACKING_URI": uri})
+    print(f"dashboard on http://{args.host}:{args.port} for {uri}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os.execve(sys.executable, command, {**os.environ, "RESLAB_TRACKING_URI": uri})
 
 
 def run_report(args: argparse.Namespace) -> int:
     """Write a study's report: one self-contained HTML file with its tables and figures."""
     from .dashboard.report import study_report
-    from .tracking import prepare_store, resolve_tracking_uri
+    from .tracking.store import existing_store
 
-    uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
+    uri = existing_store(args.tracking_uri)
     out = args.out or Path(f"{args.study}.html")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; name the HTML file to write, e.g. {out / (args.study + '.html')}")
     text = study_report(uri, args.study)  # before opening the file: a bad name or a store that is down writes nothing
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
@@ -216,9 +225,9 @@ def run_report(args: argparse.Namespace) -> int:
 def run_scorecard(args: argparse.Namespace) -> int:
     """Print every claim the store's studies checked, with its latest verdict."""
     from .dashboard.scorecard import scorecard, scorecard_markdown
-    from .tracking import prepare_store, resolve_tracking_uri
+    from .tracking.store import existing_store
 
-    uri = prepare_store(resolve_tracking_uri(args.tracking_uri))
+    uri = existing_store(args.tracking_uri)
     table = scorecard(uri)
     if table.empty:
         print(f"no verdicts in {uri} yet: a study records them when it ends (python studies/NAME.py ...)")
@@ -266,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard = commands.add_parser("dashboard", help="the results dashboard (Streamlit) for a tracking store")
     dashboard.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
-    dashboard.add_argument("--port", type=int, default=8501)
+    dashboard.add_argument("--port", type=port_number, default=8501)
     report = commands.add_parser("report", help="write a study's tables and figures into one self-contained HTML file")
     report.add_argument("study", help="the study as the dashboard lists it: NAME-PROFILE, e.g. plain_vs_residual-smoke")
     report.add_argument("--out", type=Path, help="the HTML file to write (default: STUDY.html here)")
@@ -277,8 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
     bench = commands.add_parser("bench", help="training images/s of reslab's loop vs a DataLoader reference")
     bench.add_argument("--models", nargs="+", default=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110"])
-    bench.add_argument("--iterations", type=int, default=20, help="timed iterations per loop")
-    bench.add_argument("--batch-size", type=int, default=128)
+    bench.add_argument("--iterations", type=positive_int, default=20, help="timed iterations per loop")
+    bench.add_argument("--batch-size", type=positive_int, default=128)
     bench.add_argument("--reference-workers", type=int, default=2, help="DataLoader workers of the reference")
     bench.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
     bench.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="reslab loop's precision")

@@ -1,5 +1,7 @@
 """The results dashboard's queries (MLflow -> DataFrames) and figures (Plotly), importable and tested;
-`dashboard/app.py` only lays them out in Streamlit."""
+`app.py` (the Streamlit page, shipped in the package) only lays them out."""
+
+from pathlib import Path
 
 from .figures import error_curve_figure, layer_response_figure, search_figure
 from .queries import (
@@ -18,7 +20,10 @@ from .queries import (
 )
 from .scorecard import scorecard, scorecard_markdown, study_verdicts
 
+APP = Path(__file__).with_name("app.py")  # the Streamlit page `reslab dashboard` serves
+
 __all__ = [
+    "APP",
     "StoreUnavailable",
     "StudyDefinition",
     "error_curve_figure",

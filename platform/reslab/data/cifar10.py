@@ -30,6 +30,26 @@ class DatasetNotFoundError(FileNotFoundError):
     """The dataset is not where the run was told to look, and downloading was not allowed."""
 
 
+def damaged(path: Path, problem: str) -> DatasetNotFoundError:
+    """The error for a dataset file that is there but unusable (truncated copy, wrong file): what to do."""
+    return DatasetNotFoundError(
+        f"{path} is damaged ({problem}); copy the dataset folder again, or delete it and pass --download"
+    )
+
+
+def check_batch_file(path: Path) -> None:
+    """Raise for a batch file that is visibly cut short, without reading it: every CIFAR-10 batch is one
+    pickle, which opens with the PROTO opcode (0x80) and ends with STOP ("."). Run before any trial
+    starts; a damage this misses is met by `_read_batch` in the trial, which then fails once."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(1)
+        f.seek(max(size - 1, 0))
+        tail = f.read(1)
+    if head != b"\x80" or tail != b".":
+        raise damaged(path, f"{size:,} bytes, not a complete pickled batch: truncated or not a CIFAR-10 file")
+
+
 def find_batches_dir(data_dir: str | Path) -> Path | None:
     """The folder holding the pickled batches: `data_dir` itself or its `cifar-10-batches-py/`."""
     root = Path(data_dir).expanduser()
@@ -40,10 +60,13 @@ def find_batches_dir(data_dir: str | Path) -> Path | None:
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with path.open("rb") as f:
-        entry = pickle.load(f, encoding="bytes")
-    images = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return images, np.asarray(entry[b"labels"], dtype=np.int64)
+    try:
+        with path.open("rb") as f:
+            entry = pickle.load(f, encoding="bytes")
+        images = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        return images, np.asarray(entry[b"labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
+        raise damaged(path, f"{type(error).__name__}: {error}") from None
 
 
 def _read_classes(batches_dir: Path) -> tuple[str, ...]:

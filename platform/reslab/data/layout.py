@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cifar10 import BATCHES_DIR, TEST_FILE, TRAIN_FILES, DatasetNotFoundError, find_batches_dir
+from .cifar10 import BATCHES_DIR, TEST_FILE, TRAIN_FILES, DatasetNotFoundError, check_batch_file, find_batches_dir
 
 LAYOUTS = {
     "cifar10": f"the original python batches {', '.join(TRAIN_FILES)} and {TEST_FILE}, in the folder or in its "
@@ -41,9 +41,16 @@ def check_data_dir(dataset: str, data_dir: str | Path | None) -> None:
         raise DatasetNotFoundError(f"the {dataset} dataset needs a data folder (--data-dir): {LAYOUTS[dataset]}")
     path = Path(data_dir).expanduser()
     if not path.is_dir():
-        raise DatasetNotFoundError(f"data folder {path} does not exist; {dataset} needs {LAYOUTS[dataset]}")
+        raise DatasetNotFoundError(
+            f"data folder {path} does not exist; point --data-dir at the folder with {dataset}: {LAYOUTS[dataset]}"
+        )
     found = detect_dataset(path)
-    if found == dataset:
-        return
-    instead = f"it holds {found}" if found else "it holds neither layout"
-    raise DatasetNotFoundError(f"data folder {path} is not {dataset} ({instead}); {dataset} needs {LAYOUTS[dataset]}")
+    if found != dataset:
+        instead = f"it holds {found}" if found else "it holds neither layout"
+        raise DatasetNotFoundError(
+            f"data folder {path} is not {dataset} ({instead}); {dataset} needs {LAYOUTS[dataset]}"
+        )
+    if dataset == "cifar10":  # a truncated copy is known here in microseconds, not in every trial
+        batches = find_batches_dir(path)
+        for name in (*TRAIN_FILES, TEST_FILE):
+            check_batch_file(batches / name)

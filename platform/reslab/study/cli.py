@@ -7,6 +7,7 @@ import os
 import sys
 from dataclasses import replace
 
+from ..arguments import gpu_share, positive_int
 from ..data import DatasetNotFoundError
 from ..data.fetch import check_source
 from ..tracking import TrackingUnavailable
@@ -64,11 +65,11 @@ def build_parser(*studies: Study) -> argparse.ArgumentParser:
         action="store_true",
         help="require an existing experiment to restore (re-running restores one anyway)",
     )
-    parser.add_argument("--max-concurrent-trials", type=int, help="default: as many as resources allow")
-    parser.add_argument("--gpus-per-trial", type=float, help="override the GPU share chosen from the model")
+    parser.add_argument("--max-concurrent-trials", type=positive_int, help="default: as many as resources allow")
+    parser.add_argument("--gpus-per-trial", type=gpu_share, help="override the GPU share chosen from the model")
     parser.add_argument(
         "--data-parallel",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="train each trial on N Ray Train workers (one GPU, or CPU, each) with DDP",
     )

@@ -37,6 +37,7 @@ class ConsoleReport(Callback):
     def __init__(self, width: int = 24) -> None:
         self.width = width
         self.closed = False  # the console went away (a closed pipe or terminal): the study goes on silently
+        self.told: set[str] = set()  # trials whose skipped checkpoints were already reported
 
     def _who(self, trial: Any) -> tuple[str, int, int]:
         params = trial.config["trial"]
@@ -54,6 +55,10 @@ class ConsoleReport(Callback):
         if result.get("failed") or result.get("diverged"):
             return  # the trial's end says why
         label, seed, planned = self._who(trial)
+        if (skipped := result.get("checkpoint_skipped")) and trial.trial_id not in self.told:
+            self.told.add(trial.trial_id)
+            resumed = f"resumed from iteration {result.get('resumed_from', 0)}"
+            self._print(f"{label:<{self.width}} seed {seed:<2} {resumed}, skipping a damaged checkpoint: {skipped}")
         self._print(report_line(label, seed, planned, result, self.width))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

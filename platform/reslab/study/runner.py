@@ -23,6 +23,7 @@ from ..tracking import TrackingUnavailable, check_reachable, prepare_store, reso
 from ..tracking.layout import RESPONSES_ARTIFACT, VERDICTS_ARTIFACT
 from .claims import judge, untestable_reason, verdict_table, verdicts_markdown
 from .launch import earlier_fingerprints, experiment_name, grid_fingerprint, launch_record
+from .lock import driver_lock
 from .preflight import (
     check_data_here,
     check_data_on_nodes,
@@ -126,8 +127,25 @@ def run_study(
     allow_cpu_fallback: bool = False,
     data_source: str | None = None,
 ) -> StudyRun:
-    """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary."""
+    """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary.
+    One driver at a time runs an experiment: a second is refused before Ray starts (study/lock.py)."""
     launch = prepare_launch(study, profile, data_dir, storage, tracking_uri, resume, data_source)
+    with driver_lock(launch.path):
+        return _run(
+            launch, max_concurrent_trials, gpus_per_trial, out, verbose, shared_storage, allow_cpu_fallback, data_source
+        )
+
+
+def _run(
+    launch: Launch,
+    max_concurrent_trials: int | None,
+    gpus_per_trial: float | None,
+    out: TextIO,
+    verbose: bool,
+    shared_storage: bool,
+    allow_cpu_fallback: bool,
+    data_source: str | None,
+) -> StudyRun:
     ray_init(launch.address, verbose)
     if launch.address is not None and not data_source:
         check_data_on_nodes(launch.trials)  # where the trials will read it, before any trial starts
@@ -141,7 +159,8 @@ def run_study(
     results = tuner.fit()
     tracked = _sync_tracking(launch.path, launch.tracking_uri, results, out)
     if tracked:
-        _register_models(launch.tracking_uri, launch.name, results, {"study": study.name, "profile": profile}, out)
+        tags = {"study": launch.study.name, "profile": launch.profile}
+        _register_models(launch.tracking_uri, launch.name, results, tags, out)
     run = _summarize(launch, results, out)
     if tracked and not run.verdicts.empty:
         _record_verdicts(launch, run.verdicts, out)

@@ -30,6 +30,11 @@ def read_text(folder: str, name: str) -> str | None:
         return stream.read().decode()
 
 
+def delete_file(folder: str, name: str) -> None:
+    fs, path = filesystem(folder)
+    fs.delete_file(f"{path}/{name}")
+
+
 def storage_uri(storage: str | os.PathLike) -> str:
     text = str(storage)
     return text if "://" in text else str(Path(text).resolve())

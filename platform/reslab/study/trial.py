@@ -11,11 +11,10 @@ Ray Tune trainable of every study.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from ..data import DatasetNotFoundError
 from ..data.fetch import fetch_dataset
 from ..distributed import Shard
 from ..training import TrainConfig, TrainingDiverged, build_trainer
-from ..training.checkpoint import TRIAL_CHECKPOINT
+from ..training.checkpoint import TRIAL_CHECKPOINT, CheckpointError
 from ..training.cuda import CudaUnavailable, check_gpu_usable
 from ..training.responses import layer_responses
 from .storage import read_text, write_text
@@ -39,11 +38,11 @@ MAX_FAILURES = 3  # retries of a trial from its last checkpoint after a worker o
 
 @dataclass(frozen=True)
 class Session:
-    """Where a trial's loop reports: `report(metrics, checkpoint_folder_or_None)`, `latest()` the folder of
-    the checkpoint to resume from (None at the start), and whether this worker writes checkpoints."""
+    """Where a trial's loop reports: `report(metrics, checkpoint_folder_or_None)`, `checkpoints()` the ones
+    to resume from, newest first (none at the start), and whether this worker writes checkpoints."""
 
     report: Callable[[dict[str, Any], str | None], None]
-    latest: Callable[[], Any]  # a context manager yielding a folder, or None
+    checkpoints: Callable[[], list[Any]]  # Ray `Checkpoint`s: `.path`, `.as_directory()`
     writes_checkpoints: bool = True
 
 
@@ -102,12 +101,10 @@ def run_trial(
     except DETERMINISTIC_ERRORS as error:  # every attempt would meet it: end once, as failed, with the reason
         session.report({**failed_metrics(error), **extra}, None)
         return
-    resumed_from = 0
-    with session.latest() as folder:
-        if folder is not None:
-            trainer.resume(Path(folder) / TRIAL_CHECKPOINT)
-            resumed_from = trainer.iteration
+    resumed_from, skipped = resume(trainer, session.checkpoints())
     extra = {**extra, "resumed_from": resumed_from, "device": str(trainer.device)}
+    if skipped:
+        extra["checkpoint_skipped"] = skipped
     if trainer.shard.size > 1:
         extra["world_size"] = trainer.shard.size
 
@@ -135,22 +132,46 @@ def run_trial(
         session.report({**diverged_metrics(trainer.iteration, error), **extra}, None)
 
 
+def resume(trainer: Any, checkpoints: list[Any]) -> tuple[int, str]:
+    """Resume `trainer` from the newest readable checkpoint: a corrupt latest one (a torn write, a bad disk)
+    costs the iterations since the one before it (Tune keeps two), not the trial. Returns the iteration
+    resumed from and what was skipped ("" when nothing was)."""
+    skipped = []
+    for checkpoint in checkpoints:
+        with checkpoint.as_directory() as folder:
+            try:
+                trainer.resume(Path(folder) / TRIAL_CHECKPOINT)
+            except CheckpointError as error:
+                skipped.append(f"{Path(checkpoint.path).name} unreadable ({str(error).split('; ')[0]})")
+                continue
+        return trainer.iteration, "; ".join(skipped)[:500]
+    return 0, ("started over: " + "; ".join(skipped))[:500] if skipped else ""
+
+
+def earlier_checkpoints(latest: Any) -> list[Any]:
+    """The checkpoints beside `latest` in its trial (or Ray Train run) folder, newest first: Tune's and Ray
+    Train's checkpoint folder names (checkpoint_000012, checkpoint_<timestamp>) sort in the order written."""
+    import pyarrow.fs
+    from ray.train import Checkpoint
+
+    parent, name = latest.path.rstrip("/").rsplit("/", 1)
+    found = latest.filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
+    names = [f.base_name for f in found if f.type == pyarrow.fs.FileType.Directory]
+    earlier = sorted((n for n in names if n.startswith("checkpoint_") and n < name), reverse=True)
+    return [Checkpoint(f"{parent}/{n}", filesystem=latest.filesystem) for n in earlier]
+
+
 def _session(module: Any, writes_checkpoints: bool = True) -> Session:
     """The session of Ray Tune (`ray.tune`) or Ray Train (`ray.train`): both report and restore the same way."""
 
-    @contextlib.contextmanager
-    def latest() -> Iterator[str | None]:
-        checkpoint = module.get_checkpoint()
-        if checkpoint is None:
-            yield None
-            return
-        with checkpoint.as_directory() as folder:
-            yield folder
+    def checkpoints() -> list[Any]:
+        latest = module.get_checkpoint()
+        return [] if latest is None else [latest, *earlier_checkpoints(latest)]
 
     def report(metrics: dict[str, Any], folder: str | None) -> None:
         module.report(metrics, checkpoint=module.Checkpoint.from_directory(folder) if folder else None)
 
-    return Session(report=report, latest=latest, writes_checkpoints=writes_checkpoints)
+    return Session(report=report, checkpoints=checkpoints, writes_checkpoints=writes_checkpoints)
 
 
 def train_trial(params: dict[str, Any]) -> None:

@@ -182,9 +182,11 @@ def download(uri: str, out: str | Path, tracking_uri: str | None = None) -> Path
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
 
-    from .store import prepare_store, resolve_tracking_uri
+    from .store import existing_store
 
-    tracking_uri = prepare_store(resolve_tracking_uri(tracking_uri))
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out} is a file; name a folder to download the model into (made if missing)")
+    tracking_uri = existing_store(tracking_uri)
     version = resolve_version(MlflowClient(tracking_uri, registry_uri=tracking_uri), uri)
     Path(out).mkdir(parents=True, exist_ok=True)
     return Path(download_artifacts(artifact_uri=version.source, dst_path=str(out), tracking_uri=tracking_uri))

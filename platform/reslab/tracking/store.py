@@ -6,6 +6,7 @@ message naming it instead of losing results later.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import sqlite3
@@ -21,10 +22,33 @@ class TrackingUnavailable(ConnectionError):
     """The tracking store named by the user cannot be reached."""
 
 
+# the stores MLflow opens (a "+driver" suffix allowed: postgresql+psycopg2://); a bare path is a file store
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
+
+
 def resolve_tracking_uri(uri: str | None = None) -> str:
-    """The URI to track to: the argument, else $MLFLOW_TRACKING_URI, else the local SQLite store."""
+    """The URI to track to: the argument, else $MLFLOW_TRACKING_URI, else the local SQLite store. A scheme
+    MLflow has no store for is a ValueError naming the valid ones (MLflow itself fails at first use)."""
     chosen = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if chosen and "://" in chosen and chosen.split("://")[0].split("+")[0] not in TRACKING_SCHEMES:
+        raise ValueError(
+            f"tracking URI {chosen!r}: MLflow has no store for {chosen.split('://')[0]!r}; valid: http(s)://HOST:PORT "
+            "(a tracking server), sqlite:///PATH.db, postgresql://USER@HOST/DB, mysql://..., file:///FOLDER"
+        )
     return chosen or f"sqlite:///{DEFAULT_STORE.resolve()}"  # its folder is made by prepare_store, on first use
+
+
+def existing_store(uri: str | None = None) -> str:
+    """The store a command that only reads opens: a local SQLite file must already exist (reading must not
+    leave an empty database behind a typo), a server must answer. Raises TrackingUnavailable naming it."""
+    uri = resolve_tracking_uri(uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise TrackingUnavailable(
+            f"no MLflow store at {uri.removeprefix('sqlite:///')}: a study creates it when it runs "
+            "(python studies/NAME.py ...); pass --tracking-uri (or set MLFLOW_TRACKING_URI) to read another store"
+        )
+    check_reachable(uri)
+    return prepare_store(uri)
 
 
 def prepare_store(uri: str) -> str:
@@ -48,13 +72,14 @@ def artifact_location(uri: str) -> str | None:
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Raise `TrackingUnavailable` naming `uri` if an MLflow server there does not answer its health check."""
+    """Raise `TrackingUnavailable` naming `uri` if an MLflow server there does not answer its health check,
+    or if it asks for a login (its basic-auth app, as on a cluster's head) that this process does not have."""
     if not uri.startswith(("http://", "https://")):
         return
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
             if response.status == 200:
-                return
+                return _check_login(uri, timeout)
             reason = f"HTTP {response.status}"
     except (urllib.error.URLError, OSError) as error:
         reason = str(getattr(error, "reason", error))
@@ -62,3 +87,28 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         f"MLflow tracking server {uri} is unreachable ({reason}); start it (mlflow server --host 127.0.0.1 "
         "--port PORT) or pass another --tracking-uri, e.g. a local sqlite:///path/mlflow.db"
     )
+
+
+def _check_login(uri: str, timeout: float) -> None:
+    """One authenticated read with the login MLflow's client would send ($MLFLOW_TRACKING_USERNAME and
+    _PASSWORD, else ~/.mlflow/credentials): a 401 or 403 now is one message, not a failed write per report."""
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    request = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1")
+    login = read_mlflow_creds()
+    if login.username and login.password:
+        token = base64.b64encode(f"{login.username}:{login.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        urllib.request.urlopen(request, timeout=timeout).close()
+    except urllib.error.HTTPError as error:
+        if error.code not in (401, 403):
+            return  # not a login problem: MLflow's own calls report it
+        said = f"the login of {login.username} was refused" if login.username else "this process has none"
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} asks for a login and {said} (HTTP {error.code}); set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD or put them in "
+            "~/.mlflow/credentials (a cluster's head has its admin login there: cluster/node.sh)"
+        ) from None
+    except (urllib.error.URLError, OSError):
+        return  # it answered /health a moment ago; a blip is not a login problem

@@ -29,6 +29,13 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
+    except (OSError, RuntimeError) as error:  # disk full, quota, a size limit (torch's writer raises RuntimeError)
+        Path(tmp_name).unlink(missing_ok=True)
+        reason = getattr(error, "strerror", None) or (str(error).strip().splitlines() or [""])[-1][:200]
+        raise CheckpointError(
+            f"could not write the checkpoint {path} ({reason}); the previous checkpoint there is "
+            "intact: free space and resume (--resume; a study resumes its trials by itself)"
+        ) from error
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
@@ -43,7 +50,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(error).__name__}: {error})") from error
+        said = (str(error).strip().splitlines() or [""])[0]
+        said = "" if said.startswith("Weights only load failed") else f": {said[:160]}"  # torch's advice misleads
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable ({type(error).__name__}{said}); it is damaged or not a checkpoint: "
+            "remove it to start over, or restore the file from a copy"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a reslab checkpoint (format {CHECKPOINT_FORMAT} expected)")
     return state

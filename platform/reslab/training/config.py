@@ -7,6 +7,7 @@ CLI writes next to a run, what a study varies, and what a Ray trial receives.
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -31,6 +32,7 @@ DATASETS: dict[str, tuple[str, ...]] = {
 # How a run runs, not what it trains: the same study on another machine (another data folder, GPU, precision
 # setting or number of DDP workers) trains the same nets. Kept out of a study's grid fingerprint and of the
 # MLflow params that compare runs (the run records them in a tag instead).
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")  # what reslab trains on; torch knows more, none tested
 RUNTIME_FIELDS = ("data_dir", "download", "device", "precision", "workers", "data_parallel")
 
 
@@ -102,12 +104,14 @@ class TrainConfig:
             found.append(f"data_parallel: {self.data_parallel} workers cannot split batch {self.recipe.batch_size}")
         if self.eval_every is not None and self.eval_every < 1:
             found.append(f"eval_every: must be a positive integer, got {self.eval_every!r}")
+        if self.device is not None and not DEVICE_PATTERN.fullmatch(self.device):
+            found.append(f"device: unknown device {self.device!r}; valid: cpu, cuda, cuda:N (or none: CUDA if any)")
         return found + self.recipe.problems()
 
     def validate(self) -> TrainConfig:
         """Return self, or raise one ValueError listing every bad field."""
-        if found := self.problems():
-            raise ValueError("invalid training config:\n  " + "\n  ".join(found))
+        if found := self.problems():  # one problem stays one line
+            raise ValueError("invalid training config:" + ("\n  " if len(found) > 1 else " ") + "\n  ".join(found))
         return self
 
     def to_dict(self) -> dict[str, Any]:

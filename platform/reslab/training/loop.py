@@ -23,6 +23,7 @@ from torch import nn
 from ..data.stream import TrainingData
 from ..distributed import Shard
 from .checkpoint import load_checkpoint, save_checkpoint
+from .cuda import cuda_problem
 from .recipe import Recipe
 
 WARMUP_WINDOW = 20  # iterations whose mean training error decides the end of the warm-up
@@ -68,9 +69,16 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """The requested device, else CUDA when available, else the CPU."""
+    """The requested device, else CUDA when available, else the CPU. Asking for CUDA where torch cannot
+    use it is a ValueError saying why (the same answer on every attempt), not torch's driver traceback."""
     if requested:
-        return torch.device(requested)
+        device = torch.device(requested)
+        if device.type == "cuda":
+            if problem := cuda_problem():
+                raise ValueError(f"--device {requested}: {problem}; use --device cpu, or run where the GPU is")
+            if (device.index or 0) >= torch.cuda.device_count():
+                raise ValueError(f"--device {requested}: this machine has {torch.cuda.device_count()} GPU(s)")
+        return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

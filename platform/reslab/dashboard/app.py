@@ -1,0 +1,206 @@
+"""reslab's results dashboard: `reslab dashboard`, or `streamlit run dashboard/app.py` in a checkout.
+
+This file only lays out widgets; the queries and figures are functions in `reslab.dashboard`.
+The store comes from $RESLAB_TRACKING_URI (set by `reslab dashboard --tracking-uri`), else
+$MLFLOW_TRACKING_URI, else the local `runs/mlflow.db`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import streamlit as st
+
+from reslab.dashboard import (
+    StoreUnavailable,
+    error_curve_figure,
+    error_curves,
+    layer_response_figure,
+    layer_responses,
+    list_studies,
+    registered_models,
+    results_table,
+    scorecard,
+    search_figure,
+    search_trials,
+    study_definition,
+    study_verdicts,
+    trial_counts,
+    trial_runs,
+)
+from reslab.dashboard.report import study_report
+from reslab.dashboard.scorecard import tally
+from reslab.study.summary import to_markdown
+from reslab.tracking import prepare_store, resolve_tracking_uri
+
+REFRESH_S = 10  # cached queries expire this fast, so a running study's views follow it
+VERDICT_VIEW = ["statement", "source", "verdict", "effect", "ci_low", "ci_high", "n_lower", "n_higher", "reason"]
+VERDICT_NOTE = (
+    "effect: mean of the side the paper says is higher minus the other (errors in points); interval: 95 % "
+    "Welch t over seeds; one seed on a side gives a single-seed verdict; a smoke or synthetic run is not tested"
+)
+
+st.set_page_config(page_title="reslab", layout="wide")
+uri = prepare_store(resolve_tracking_uri(os.environ.get("RESLAB_TRACKING_URI") or None))
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def studies(uri: str):
+    return list_studies(uri)
+
+
+st.title("reslab")
+try:
+    table = studies(uri)
+except StoreUnavailable as error:
+    st.error(f"Cannot read the tracking store {uri}. {error}")
+    st.stop()
+
+if table.empty:
+    st.info("No studies yet in this store. Start one, for example:")
+    st.code("python studies/plain_vs_residual.py --profile smoke", language="bash")
+    st.caption(f"store: {uri}")
+    st.stop()
+
+experiment = st.sidebar.selectbox("Study", table["study"].tolist())
+running = int(table.loc[table["study"] == experiment, "running"].iloc[0]) > 0
+live = st.sidebar.toggle(
+    f"Live (every {REFRESH_S} s)",
+    value=running,
+    help="redraw the views on their own while trials run (on by default when the study has running trials)",
+)
+st.sidebar.download_button(
+    "Download report (HTML)",
+    lambda: study_report(uri, experiment),  # built on click, not on every rerun: it inlines plotly.js (4.8 MB)
+    f"{experiment}.html",
+    "text/html",
+    on_click="ignore",
+    help="this study's tables and figures in one self-contained file that opens offline",
+)
+if st.sidebar.button("Refresh now"):
+    st.cache_data.clear()
+    st.rerun()
+st.sidebar.caption(f"store: {uri}")
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def study_data(uri: str, experiment: str):
+    """The study's runs, curves, definition and Fig. 7 data, read together: one runs query per refresh."""
+    runs = trial_runs(uri, experiment)
+    return runs, error_curves(uri, runs), study_definition(uri, experiment), layer_responses(uri, runs)
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def models(uri: str):
+    return registered_models(uri)
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def verdicts(uri: str, experiment: str):
+    return study_verdicts(uri, experiment)
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def card(uri: str):
+    return scorecard(uri)
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def searched(uri: str, experiment: str):
+    return search_trials(uri, experiment)
+
+
+def draw_views() -> None:
+    """Every view of the chosen study, from the cached queries."""
+    runs, curves, definition, responses = study_data(uri, experiment)
+    latest = int(curves["iteration"].max()) if not curves.empty else 0
+    st.caption(
+        f"{trial_counts(runs)} · latest report at iteration {latest:,} · "
+        f"read at {time.strftime('%H:%M:%S')}" + (f" · live, every {REFRESH_S} s" if live else "")
+    )
+    studies_tab, curves_tab, table_tab, verdicts_tab, responses_tab, search_tab, models_tab, card_tab = st.tabs(
+        ["Studies", "Error curves", "Tables", "Verdicts", "Layer responses", "Search", "Models", "Scorecard"]
+    )
+
+    with studies_tab:
+        st.subheader("Studies")
+        st.dataframe(studies(uri), hide_index=True, width="stretch")
+
+    with curves_tab:
+        st.subheader(f"{experiment}: {definition.title}" if definition.title else experiment)
+        variants = definition.variants or sorted(runs["variant"].unique())
+        chosen = st.multiselect("Configurations", variants, default=variants)
+        single = st.toggle("Single seeds", value=False)
+        log_y = st.toggle("Log scale", value=False)
+        if curves.empty:
+            st.info("No curves yet: the trials have not reported.")
+        else:
+            figure = error_curve_figure(curves, chosen, single_seeds=single, log_y=log_y)
+            st.plotly_chart(figure, width="stretch")
+            st.caption("dashed: training error, bold: test error; band: ± std over seeds")
+
+    with table_tab:
+        results = results_table(runs, definition)
+        title = f"{definition.title or experiment} — profile {definition.profile or '?'}"
+        st.markdown(to_markdown(results, title))
+        st.download_button("Download CSV", results.to_csv(index=False), f"{experiment}.csv", "text/csv")
+        st.subheader("Trials")
+        st.dataframe(runs.drop(columns=["run_id", "artifact_uri"]), hide_index=True, width="stretch")
+
+    with verdicts_tab:
+        claims = verdicts(uri, experiment)
+        if claims.empty:
+            st.info("No verdicts: this study declares no claims of the paper, or has not ended yet.")
+        else:
+            st.subheader("The paper's claims, checked")
+            st.dataframe(claims[VERDICT_VIEW], hide_index=True, width="stretch")
+            st.caption(VERDICT_NOTE)
+
+    with responses_tab:
+        if responses.empty:
+            st.info("This study did not compute layer responses (Fig. 7); studies/layer_responses.py does.")
+        else:
+            st.plotly_chart(layer_response_figure(responses, definition.variants or None), width="stretch")
+            st.caption("std of each 3x3 layer's output after BN, before ReLU / addition, on the test set (Fig. 7)")
+
+    with search_tab:
+        trials = searched(uri, experiment)
+        if trials.empty:
+            st.info("This study is a grid, not a search; studies/lr_search.py searches lr and weight decay.")
+        else:
+            st.plotly_chart(search_figure(trials), width="stretch")
+            st.caption("one line per trial; ASHA stops the trials that fall behind before their planned iterations")
+            st.subheader("Best trials")
+            st.dataframe(trials.head(10), hide_index=True, width="stretch")
+
+    with models_tab:
+        registered = models(uri)
+        if registered.empty:
+            st.info("No registered models yet: a finished study registers the best net of each configuration.")
+        else:
+            st.dataframe(registered, hide_index=True, width="stretch")
+            choice = st.selectbox("Pull", registered["pull"].tolist())
+            st.code(choice, language="bash")
+
+    with card_tab:
+        table = card(uri)
+        if table.empty:
+            st.info("No verdicts in this store yet: a study records them when it ends.")
+        else:
+            st.subheader("What has been reproduced")
+            st.caption(tally(table))
+            st.dataframe(table, hide_index=True, width="stretch")
+            st.caption(VERDICT_NOTE)
+
+
+@st.fragment(run_every=REFRESH_S if live else None)
+def views() -> None:
+    """In live mode this part alone reruns on a timer; the cached queries (10 s TTL) bring the new reports."""
+    try:
+        draw_views()
+    except StoreUnavailable as error:
+        st.error(f"The tracking store {uri} stopped answering; the views come back when it does. {error}")
+
+
+views()
