@@ -12,7 +12,8 @@
 #   bash ~/reslab/cluster/node.sh db-password NAME           MLflow's database password from AWS SSM into ~/.pgpass
 #
 # Settings the node's environment may give (defaults in brackets): RESLAB_RAY_PORT [6379],
-# RESLAB_MLFLOW_PORT [5000], RESLAB_DASHBOARD_PORT [8265]. RESLAB_NODE_REUSE_ENV=<a site-packages folder with the pinned set> makes
+# RESLAB_MLFLOW_PORT [5000], RESLAB_DASHBOARD_PORT [8265], RESLAB_DASHBOARD_AGENT_PORT [52365] (the head's job agent:
+# `ray job submit` answers "No available agent" when another Ray on the machine holds this port). RESLAB_NODE_REUSE_ENV=<a site-packages folder with the pinned set> makes
 # `setup` link that environment instead of installing (how the tests run these commands in seconds).
 #
 # Values that study drivers need (the venv, RESLAB_STORAGE, MLFLOW_TRACKING_URI, RAY_ADDRESS) go into
@@ -26,6 +27,7 @@ VENV="$HOME/venv"
 RAY_PORT="${RESLAB_RAY_PORT:-6379}"
 MLFLOW_PORT="${RESLAB_MLFLOW_PORT:-5000}"
 DASHBOARD_PORT="${RESLAB_DASHBOARD_PORT:-8265}"
+AGENT_PORT="${RESLAB_DASHBOARD_AGENT_PORT:-52365}"
 MLFLOW_DIR="$HOME/reslab-mlflow"
 
 remember() {  # remember NAME VALUE: export NAME=VALUE in every later login shell (one line, replaced)
@@ -174,7 +176,7 @@ start_head() {
   load_remembered  # Ray's environment is where `ray job submit` runs a study's driver: it needs them too
   "$VENV/bin/ray" stop
   "$VENV/bin/ray" start --head --port="$RAY_PORT" --autoscaling-config="$HOME/ray_bootstrap_config.yaml" \
-    --dashboard-port="$DASHBOARD_PORT" --disable-usage-stats
+    --dashboard-port="$DASHBOARD_PORT" --dashboard-agent-listen-port="$AGENT_PORT" --disable-usage-stats
   remember RAY_ADDRESS "127.0.0.1:$RAY_PORT"  # a study started on the head joins this cluster
 }
 

@@ -105,7 +105,7 @@ def node_user(base: Path, ray_port: int, mlflow_port: int, dashboard_port: int):
         environment = (
             f"export TMPDIR={home / 't'}\nexport RESLAB_RAY_PORT={ray_port}\n"
             f"export RESLAB_MLFLOW_PORT={mlflow_port}\nexport RESLAB_NODE_REUSE_ENV={site}\n"
-            f"export RESLAB_DASHBOARD_PORT={dashboard_port}\n"
+            f"export RESLAB_DASHBOARD_PORT={dashboard_port}\nexport RESLAB_DASHBOARD_AGENT_PORT={free_port()}\n"
         )
         skeleton = Path("/etc/skel/.bashrc")
         (home / ".bashrc").write_text(environment + (skeleton.read_text() if skeleton.is_file() else ""))

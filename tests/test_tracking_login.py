@@ -5,7 +5,6 @@ through ~/.mlflow/credentials; a client without the login gets one message befor
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -14,14 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from test_study_ray import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 NODE = REPO / "cluster" / "node.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def reslab(home: Path, *args: str, **login: str) -> subprocess.CompletedProcess[str]:
