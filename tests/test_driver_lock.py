@@ -27,6 +27,16 @@ def test_a_second_driver_is_refused_naming_the_first(tmp_path: Path) -> None:
         pass
 
 
+def test_a_launch_refused_before_writing_leaves_no_folder_behind(tmp_path: Path) -> None:
+    experiment = tmp_path / "new" / "study-smoke"
+    with pytest.raises(ValueError, match="refused"), driver_lock(str(experiment)):
+        raise ValueError("refused by a check that needs Ray (e.g. local storage on a cluster)")
+    assert not (tmp_path / "new").exists()
+    with driver_lock(str(experiment)):
+        (experiment / "grid.json").write_text("{}")  # a launch that wrote: everything stays
+    assert (experiment / "grid.json").is_file()
+
+
 def test_a_killed_driver_leaves_no_lock_behind(tmp_path: Path) -> None:
     experiment = str(tmp_path / "study-smoke")
     holder = subprocess.Popen(

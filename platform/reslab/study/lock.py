@@ -68,6 +68,7 @@ def _refusal(experiment: object, holder: dict[str, object]) -> StudyRunning:
 
 @contextlib.contextmanager
 def _flock(folder: Path) -> Iterator[None]:
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first: removed again if left empty
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
@@ -85,7 +86,16 @@ def _flock(folder: Path) -> Iterator[None]:
         os.pwrite(fd, json.dumps(_holder()).encode(), 0)
         yield
     finally:
+        if made and [p.name for p in folder.iterdir()] == [LOCK_FILE]:  # refused before writing (a cluster
+            _remove_empty(folder / LOCK_FILE, made)  # check after Ray started): leave nothing behind
         os.close(fd)  # releases the lock; a dead process's descriptors are closed by the kernel
+
+
+def _remove_empty(lock: Path, folders: list[Path]) -> None:
+    with contextlib.suppress(OSError):
+        lock.unlink()
+        for folder in folders:
+            folder.rmdir()
 
 
 @contextlib.contextmanager
