@@ -154,7 +154,8 @@ def run_pull(args: argparse.Namespace) -> int:
 
 def run_tracking_sync(args: argparse.Namespace) -> int:
     """Deliver a study's results to MLflow after the store was away, then register its best nets."""
-    from .study.sync import is_cloud_uri, local_copy, sync_experiment
+    from .study.storage import is_cloud_uri
+    from .study.sync import local_copy, sync_experiment
     from .tracking import check_reachable, prepare_store, resolve_tracking_uri
     from .tracking.registry import register_study_models
 

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .storage import delete_file, read_text, write_text
+from .storage import delete_file, is_cloud_uri, read_text, write_text
 
 LOCK_FILE = "driver.lock"
 LEASE_FILE = "driver.json"
@@ -41,7 +41,7 @@ class StudyRunning(ValueError):
 def driver_lock(experiment: str) -> contextlib.AbstractContextManager[None]:
     """Hold the experiment's driver lock for the `with` block; raise StudyRunning naming the holder, or
     ValueError when the experiment folder cannot be created (before Ray starts)."""
-    if "://" in experiment and not experiment.startswith("file://"):
+    if is_cloud_uri(experiment):
         return _lease(experiment)
     return _flock(Path(experiment.removeprefix("file://")))
 

@@ -7,6 +7,11 @@ import os
 from pathlib import Path
 
 
+def is_cloud_uri(folder: str | Path) -> bool:
+    """A folder in object storage (s3://, gs://, ...), not on this machine's filesystem."""
+    return "://" in str(folder) and not str(folder).startswith("file://")
+
+
 def filesystem(uri: str):
     import pyarrow.fs
 

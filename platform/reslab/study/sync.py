@@ -20,15 +20,11 @@ from typing import Any
 
 from ..tracking.layout import METRICS, MODEL_ERROR_TAG, MODEL_TAG, STATUS_TAG, VERDICT_TAG, VERDICTS_ARTIFACT
 from ..tracking.writer import MLflowWriter
+from .storage import is_cloud_uri
 from .tracking_callback import error_reason, trial_record
 
 LAUNCH_RECORD = "launch.json"  # the launch's provenance tags and study definition, beside grid.json
 TRIAL_RECORDS = ("params.json", "result.json")  # what a sync reads of each trial, besides its latest checkpoint
-
-
-def is_cloud_uri(folder: str | Path) -> bool:
-    """A folder in object storage (s3://, gs://, ...), not on this machine's filesystem."""
-    return "://" in str(folder) and not str(folder).startswith("file://")
 
 
 @contextlib.contextmanager
