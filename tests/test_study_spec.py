@@ -121,7 +121,7 @@ def test_summary_averages_finished_seeds_and_keeps_diverged_out() -> None:
         TrialOutcome("a", 0, 100, 0.10, 0.20, "finished"),
         TrialOutcome("a", 1, 100, 0.20, 0.30, "finished"),
         TrialOutcome("a", 2, 40, math.nan, math.nan, "diverged", "loss became nan"),
-        TrialOutcome("b", 0, 50, 0.5, 0.5, "failed", "stopped at iteration 50 of 100"),
+        TrialOutcome("b", 0, 50, 0.5, 0.5, "failed", "RuntimeError: out of memory"),
     ]
     table = summarize(outcomes, paper={"a": 20.0}, order=["a", "b"]).set_index("variant")
     assert table.loc["a", "n"] == 2 and table.loc["a", "test_error_mean"] == pytest.approx(25.0)

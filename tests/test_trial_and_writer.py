@@ -173,7 +173,7 @@ def test_the_writer_keeps_one_run_per_trial_and_each_step_once(tmp_path: Path) -
         ({"iteration": 4}, None, False, ("finished", "")),
         ({"iteration": 4}, None, True, ("finished", "")),
         ({"iteration": 2}, None, True, ("stopped", "stopped early by ASHA at iteration 2 of 4")),
-        ({"iteration": 2}, None, False, ("failed", "stopped at iteration 2 of 4")),
+        ({"iteration": 2}, None, False, ("interrupted", "interrupted at iteration 2 of 4")),  # Ctrl-C, a dead driver
         ({"iteration": 3, "diverged": True, "diverged_reason": "loss nan"}, None, False, ("diverged", "loss nan")),
         ({"iteration": 0, "failed": True, "failed_reason": "no data"}, None, True, ("failed", "no data")),
         ({"iteration": 4}, "ValueError: bad", False, ("failed", "ValueError: bad")),  # Tune marked it errored
@@ -186,6 +186,7 @@ def test_one_classification_of_how_a_trial_ended(last: dict, error: str | None, 
 def test_a_runs_status_reads_the_status_tag_and_runs_closed_before_it() -> None:
     assert run_status("RUNNING", {STATUS_TAG: "finished"}) == "running"  # reopened after a restore
     assert run_status("KILLED", {STATUS_TAG: "stopped"}) == "stopped"
+    assert run_status("KILLED", {STATUS_TAG: "interrupted"}) == "interrupted"
     assert run_status("FINISHED", {STATUS_TAG: "diverged"}) == "diverged"
     # closed before the tag existed: MLflow's status and the diverged tag
     assert run_status("FINISHED", {"diverged": "loss nan"}) == "diverged"
@@ -237,11 +238,19 @@ def test_the_sync_records_each_trials_end_as_the_study_does_and_twice_changes_no
         if TRIAL_TAG in r.data.tags
     ]
     statuses = {r.data.tags[TRIAL_TAG]: run_status(r.info.status, r.data.tags) for r in runs}
-    expected = {"done": "finished", "nan": "diverged", "asha": "stopped", "crashed": "failed", "interrupted": "failed"}
+    expected = {
+        "done": "finished",
+        "nan": "diverged",
+        "asha": "stopped",
+        "crashed": "failed",
+        "interrupted": "interrupted",
+    }
     assert statuses == expected
     assert sorted(trial_runs(uri, "sync-smoke")["status"]) == sorted(expected.values())  # the dashboard's words
     reasons = {r.data.tags[TRIAL_TAG]: r.data.tags[REASON_TAG] for r in runs}
-    assert reasons["interrupted"] == "stopped at iteration 2 of 4" and reasons["nan"] == "loss is nan"
+    assert reasons["interrupted"] == "interrupted at iteration 2 of 4" and reasons["nan"] == "loss is nan"
+    interrupted = next(r for r in runs if r.data.tags[TRIAL_TAG] == "interrupted")
+    assert interrupted.info.status == "KILLED" and not client.list_artifacts(interrupted.info.run_id)  # no net yet
     from reslab.dashboard import study_verdicts
 
     assert list(study_verdicts(uri, "sync-smoke")["verdict"]) == ["holds (1 seed)"]  # the rebuilt launch has them
@@ -351,5 +360,16 @@ def test_the_summary_gives_verdicts_from_tunes_results_and_names_trials_that_nev
     assert (verdict["n_lower"], verdict["n_higher"]) == (2, 2) and 0 < verdict["ci_low"] < 10 < verdict["ci_high"]
     written = (tmp_path / "verdicts-quick" / "summary.md").read_text()
     assert "| plain-32 trains worse | Fig. 6 | holds | +10.00 |" in written
-    assert "1 of 5 trials never started (the study was interrupted)" in written
+    assert "The study was interrupted: of 5 trials, 1 never started." in written and run.interrupted
     assert (tmp_path / "verdicts-quick" / "verdicts.csv").is_file()
+
+    # Ctrl-C half-way through the last trial: it is interrupted (resumable), not failed, and no verdict uses it
+    stopped = Result(metrics={**results[-1].metrics, "iteration": planned // 2}, checkpoint=None, error=None,
+                     path=str(tmp_path), metrics_dataframe=results[-1].metrics_dataframe.iloc[:1])  # fmt: skip
+    run = _summarize(launch, [*results[:-1], stopped], io.StringIO())
+    assert [o.status for o in run.outcomes] == ["finished"] * 3 + ["interrupted"] and run.interrupted
+    assert run.table.set_index("variant").loc["cifar_plain32", ["n", "failed"]].tolist() == [1, 0]
+    assert run.verdicts.iloc[0]["n_higher"] == 1
+    written = (tmp_path / "verdicts-quick" / "summary.md").read_text()
+    assert f"of 4 trials, 1 interrupted (interrupted at iteration {planned // 2} of {planned})" in written
+    assert "run the same command again to resume it" in written

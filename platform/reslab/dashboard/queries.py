@@ -81,6 +81,7 @@ def list_studies(uri: str) -> pd.DataFrame:
                 "running": int((statuses == "running").sum()),
                 "diverged": int((statuses == "diverged").sum()),
                 "stopped": int((statuses == "stopped").sum()),
+                "interrupted": int((statuses == "interrupted").sum()),
                 "failed": int((statuses == "failed").sum()),
                 "progress %": round(100 * sum(progress) / len(progress), 1) if progress else 0.0,
                 "launches": len(launches),
@@ -88,8 +89,8 @@ def list_studies(uri: str) -> pd.DataFrame:
             }
         )
     columns = [
-        "study", "trials", "finished", "running", "diverged", "stopped", "failed", "progress %", "launches",
-        "last launch",
+        "study", "trials", "finished", "running", "diverged", "stopped", "interrupted", "failed", "progress %",
+        "launches", "last launch",
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns).sort_values("last launch", ascending=False, ignore_index=True)
 

@@ -61,6 +61,7 @@ class StudyRun:
     outcomes: list[TrialOutcome]
     table: pd.DataFrame
     verdicts: pd.DataFrame  # one row per claim of the study (`claims.verdict_table`)
+    interrupted: bool = False  # the study stopped (Ctrl-C) before every trial ended: running it again resumes it
 
 
 def _outcome(result: Any) -> TrialOutcome:
@@ -265,16 +266,28 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
     if verdicts:
         write_text(launch.path, VERDICTS_ARTIFACT, verdict_table(verdicts).to_csv(index=False))
         markdown += "\n" + verdicts_markdown(verdicts)
-    if len(started) < len(results):
-        markdown += (
-            f"\n{len(results) - len(started)} of {len(results)} trials never started (the study was interrupted): "
-            "run the same command again to resume it.\n"
-        )
+    unfinished = interruption_note(outcomes, len(results))
+    if unfinished:
+        markdown += "\n" + unfinished
     write_text(launch.path, "summary.md", markdown)
     print(markdown, file=out)
     print(f"results: {launch.path} (summary.md, summary.csv; Ray Tune's trial folders)", file=out)
     print(f"dashboard: reslab dashboard --tracking-uri {launch.tracking_uri}", file=out)
-    return StudyRun(launch.path, outcomes, table, verdict_table(verdicts))
+    return StudyRun(launch.path, outcomes, table, verdict_table(verdicts), interrupted=bool(unfinished))
+
+
+def interruption_note(outcomes: list[TrialOutcome], trials: int) -> str:
+    """What an interrupted study left undone, and how to continue it; empty when every trial ended."""
+    interrupted = [o for o in outcomes if o.status == "interrupted"]
+    never_started = trials - len(outcomes)
+    if not interrupted and not never_started:
+        return ""
+    parts = [f"{len(interrupted)} interrupted ({', '.join(o.reason for o in interrupted)})"] if interrupted else []
+    parts += [f"{never_started} never started"] if never_started else []
+    return (
+        f"The study was interrupted: of {trials} trials, {' and '.join(parts)}. Their verdicts wait for them: "
+        "run the same command again to resume it (finished trials are kept).\n"
+    )
 
 
 def _record_verdicts(launch: Launch, verdicts: pd.DataFrame, out: TextIO) -> None:

@@ -19,7 +19,7 @@ class TrialOutcome:
     iterations: int  # SGD steps completed
     train_error: float  # final training error (fraction), NaN if it never reported
     test_error: float  # final test error (fraction), NaN if it never reported
-    status: str  # "finished", "diverged", "stopped" (early, by ASHA) or "failed"
+    status: str  # "finished", "diverged", "stopped" (early, by ASHA), "interrupted" (resumable) or "failed"
     reason: str = ""  # why a trial diverged, stopped or failed
     params: dict[str, float] = field(default_factory=dict)  # the values a search sampled
     train_error_late: float = math.nan  # mean training error over the reports of the last quarter of training

@@ -117,8 +117,8 @@ def sync_experiment(
     """Bring the MLflow experiment named after `folder` (a study's experiment folder) up to date with
     the reports in it; into a store without that experiment, the launch comes back too, with its
     provenance and the study's definition (variant order, the paper's numbers). `finished` maps trial
-    ids to whether the trial ended well (True) or failed (False); trials absent from it are closed only
-    when their last report reached the planned iteration. A cloud folder (s3://...) is read through a
+    ids to whether the trial ended well (True) or failed (False); a trial absent from it is judged from its
+    reports (one short of its end with no error in them was interrupted) unless its run says it failed. A cloud folder (s3://...) is read through a
     temporary local copy of the files the sync needs; a caller holding that copy already passes it as
     `folder` and the cloud folder as `copy_of`."""
     if copy_of is not None:
@@ -155,6 +155,8 @@ def _sync(folder: Path, uri: str, finished: dict[str, bool] | None, cloud_folder
         status, _ = trial.status(last, error)
         run = writer.client.get_run(run_id)
         tags = run.data.tags
+        if status == "interrupted" and trial.trial_id not in (finished or {}) and tags.get(STATUS_TAG) == "failed":
+            continue  # Tune said it errored when it ended; its reports alone cannot tell an error from Ctrl-C
         model_missing = status in ("finished", "stopped") and MODEL_TAG not in tags and MODEL_ERROR_TAG not in tags
         checkpoint = _latest_checkpoint(params_path.parent, cloud_folder) if model_missing else None
         if _record_disagrees(run.info.status, tags, status) or checkpoint is not None:

@@ -38,10 +38,17 @@ RESPONSES_ARTIFACT = "layer_responses.csv"  # on a trial's run: Fig. 7's per-lay
 MODEL_ARTIFACT = "model"  # on a trial's run: the folder a registered version points to
 
 # How a trial ends, in the words of the study's summary, the console, the sync and the dashboard alike.
-STATUSES = ("running", "finished", "diverged", "stopped", "failed")
+STATUSES = ("running", "finished", "diverged", "stopped", "interrupted", "failed")
 # The MLflow run status each ends its run with: a diverged trial did run to its end (its curve is the result);
-# "stopped" is an early-stopping scheduler's (ASHA's) decision.
-RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
+# "stopped" is an early-stopping scheduler's (ASHA's) decision; "interrupted" is a study stopped (Ctrl-C, a
+# driver that died) before the trial's end: nothing went wrong with it, and a resume continues it.
+RUN_STATUS = {
+    "finished": "FINISHED",
+    "diverged": "FINISHED",
+    "stopped": "KILLED",
+    "interrupted": "KILLED",
+    "failed": "FAILED",
+}
 
 
 def trial_status(
@@ -63,7 +70,9 @@ def trial_status(
         return "finished", ""
     if early_stopping:
         return "stopped", f"stopped early by ASHA at iteration {iterations} of {planned}"
-    return "failed", f"stopped at iteration {iterations} of {planned}"
+    # A trial ends short of its iterations only by a failure or a divergence (both reported above) or by ASHA:
+    # a last report short of the end without either means the study stopped under it, which a resume continues.
+    return "interrupted", f"interrupted at iteration {iterations} of {planned}"
 
 
 def run_status(mlflow_status: str, tags: Mapping[str, str]) -> str:

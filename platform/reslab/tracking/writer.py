@@ -247,7 +247,7 @@ class MLflowWriter:
             self.client.set_tag(run_id, FAILED_TAG, result.get("failed_reason", "true"))
         elif status == "diverged":
             self.client.set_tag(run_id, DIVERGED_TAG, reason or "true")
-        elif status != "failed":
+        elif status in ("finished", "stopped"):  # an interrupted trial's net is not its result yet
             if checkpoint is not None:
                 self._log_model(run_id, checkpoint)
             if result.get("layer_responses"):  # Fig. 7: the std of each 3x3 layer's response, by layer index
