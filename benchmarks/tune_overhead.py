@@ -1,41 +1,98 @@
-"""Ray Tune's overhead on one trial: the same training run through the study runner and as a bare loop.
+"""Ray Tune's and MLflow's overhead on one trial: the same training run through the study runner and as a
+bare loop, and where the difference goes.
 
 Both runs train the same config (same model, data, iterations, evaluation and checkpoint cadence) in
 this session, one CPU thread each (a trial gets one CPU), and the figure is their ratio:
 
-    python benchmarks/tune_overhead.py [--iterations 240]
+    python benchmarks/tune_overhead.py [--iterations 240] [--data-dir DIR]
 
-Prints the wall time of each, Ray's start-up time, and the overhead with and without the start-up
-(a study pays the start-up once for all its trials).
+Prints the wall time of each, Ray's start-up time, the overhead with and without the start-up (a study
+pays the start-up once for all its trials), and a breakdown of the study's time: the driver's phases
+(checks, store, Tune's setup, the run, the sync, the registry, the summary), the trial's own time inside
+its worker (Tune's `time_total_s`) against the bare loop, and the rest of `Tuner.fit` (the worker's start
+and Tune's bookkeeping). The breakdown times the runner's own functions by wrapping them in this process.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from reslab.study import Study, run_study
+from reslab.study import runner as study_runner
 from reslab.study.preflight import ray_init
 from reslab.training import build_trainer
+from reslab.training.checkpoint import TRIAL_CHECKPOINT
+
+PHASES = {  # the runner's functions a study's time is spent in, as the breakdown names them
+    "prepare_launch": "checks before Ray (config, data, store, grid)",
+    "prepare_store": "MLflow store (WAL mode)",
+    "_tuner": "Tune's setup (Tuner, MLflow experiment, launch run)",
+    "_sync_tracking": "sync of MLflow with Ray's storage",
+    "_register_models": "model registry",
+    "_summarize": "summary and verdicts",
+    "_record_verdicts": "verdicts into MLflow",
+}
 
 
-def bare_seconds(study: Study) -> float:
-    """Wall time of the trial's config trained by the bare loop (build included, as in a trial)."""
-    (trial,) = study.trials("smoke")
+def bare_seconds(study: Study, checkpoints: bool) -> float:
+    """Wall time of the trial's config trained by the bare loop (build included, as in a trial); with
+    `checkpoints`, it also saves a checkpoint at every report as a trial does."""
+    (trial,) = study.trials("smoke", None)
     started = time.perf_counter()
-    build_trainer(trial.config).run()
+    trainer = build_trainer(trial.config)
+    with tempfile.TemporaryDirectory() as folder:
+        trainer.run((lambda _: trainer.save(Path(folder) / TRIAL_CHECKPOINT)) if checkpoints else None)
     return time.perf_counter() - started
 
 
-def tune_seconds(study: Study, storage: str) -> float:
-    started = time.perf_counter()
-    run = run_study(study, profile="smoke", storage=storage, out=open(os.devnull, "w"))  # noqa: SIM115
+def timed(spent: dict[str, float], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[name] += time.perf_counter() - started
+
+    return wrapper
+
+
+def tune_seconds(study: Study, storage: str, spent: dict[str, float]) -> tuple[float, float]:
+    """The study's wall time and its trial's own time in its worker (Tune's time_total_s)."""
+    from ray import tune
+
+    originals = {name: getattr(study_runner, name) for name in PHASES}
+    fit = tune.Tuner.fit
+    for name, function in originals.items():
+        setattr(study_runner, name, timed(spent, name, function))
+    tune.Tuner.fit = timed(spent, "fit", fit)
+    try:
+        started = time.perf_counter()
+        store = f"sqlite:///{storage}/mlflow.db"  # a new store, as a first study makes
+        run = run_study(study, profile="smoke", storage=storage, tracking_uri=store, out=open(os.devnull, "w"))  # noqa: SIM115
+        total = time.perf_counter() - started
+    finally:
+        for name, function in originals.items():
+            setattr(study_runner, name, function)
+        tune.Tuner.fit = fit
     assert run.outcomes[0].status == "finished", run.outcomes
-    return time.perf_counter() - started
+    from reslab.study.storage import read_text
+
+    folder = next(Path(run.path).glob("*/result.json"))
+    last = read_text(str(folder.parent), "result.json").strip().splitlines()[-1]
+    import json
+
+    return total, float(json.loads(last)["time_total_s"])
 
 
 def main() -> None:
@@ -48,16 +105,29 @@ def main() -> None:
         "tune_overhead", "Ray Tune overhead on one trial", "cifar10", ({"batch_size": 128},), settings=settings
     )
     torch.set_num_threads(1)  # a trial runs with one CPU (Ray sets OMP_NUM_THREADS=1 for it)
-    bare = bare_seconds(study)
+    bare = bare_seconds(study, checkpoints=False)
+    bare_checkpointed = bare_seconds(study, checkpoints=True)
     started = time.perf_counter()
     ray_init(None, verbose=False)
     startup = time.perf_counter() - started
+    spent: dict[str, float] = defaultdict(float)
     with tempfile.TemporaryDirectory() as storage:
-        tuned = tune_seconds(study, storage)
+        tuned, in_worker = tune_seconds(study, storage, spent)
     print(f"bare loop:           {bare:7.1f} s")
+    print(f"  + a checkpoint per report: {bare_checkpointed:7.1f} s ({100 * (bare_checkpointed - bare) / bare:+.1f} %)")
     print(f"through Ray Tune:    {tuned:7.1f} s  (+ {startup:.1f} s starting Ray once)")
     print(f"overhead:            {100 * (tuned - bare) / bare:+7.1f} %  (ratio {tuned / bare:.3f})")
     print(f"with Ray start-up:   {100 * (tuned + startup - bare) / bare:+7.1f} %")
+    print("\nwhere the study's time goes (s, and the share of the overhead over the bare loop):")
+    overhead = tuned - bare
+    rows = [(PHASES[name], spent[name]) for name in PHASES]
+    rows += [
+        ("the trial in its worker, against the bare loop", in_worker - bare),
+        ("Tuner.fit beyond the trial (worker start, Tune's loop)", spent["fit"] - in_worker),
+        ("the rest of run_study (lock, Ray already up)", tuned - spent["fit"] - sum(spent[n] for n in PHASES)),
+    ]
+    for what, seconds in rows:
+        print(f"  {what:<58} {seconds:6.2f} s  {100 * seconds / overhead:6.1f} %")
 
 
 if __name__ == "__main__":
