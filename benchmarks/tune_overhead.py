@@ -4,13 +4,16 @@ bare loop, and where the difference goes.
 Both runs train the same config (same model, data, iterations, evaluation and checkpoint cadence) in
 this session, one CPU thread each (a trial gets one CPU), and the figure is their ratio:
 
-    python benchmarks/tune_overhead.py [--iterations 240] [--data-dir DIR]
+    python benchmarks/tune_overhead.py [--iterations 240] [--checkpoint-cost]
 
-Prints the wall time of each, Ray's start-up time, the overhead with and without the start-up (a study
-pays the start-up once for all its trials), and a breakdown of the study's time: the driver's phases
-(checks, store, Tune's setup, the run, the sync, the registry, the summary), the trial's own time inside
-its worker (Tune's `time_total_s`) against the bare loop, and the rest of `Tuner.fit` (the worker's start
-and Tune's bookkeeping). The breakdown times the runner's own functions by wrapping them in this process.
+Two baselines: the bare loop in this process (torch and reslab already imported: the harshest comparison)
+and the same loop as a script in a fresh process (what a researcher would otherwise run: it pays Python's
+and torch's imports, as a trial's worker does). Prints the wall time of each, Ray's start-up time, the
+overhead with and without the start-up (a study pays the start-up once for all its trials), and a
+breakdown of the study's time: the driver's phases (checks, store, Tune's setup, the run, the sync, the
+registry, the summary), the trial's own time inside its worker (Tune's `time_total_s`) against the bare
+loop, and the rest of `Tuner.fit` (the worker's start and Tune's bookkeeping). The breakdown times the
+runner's own functions by wrapping them in this process.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -55,6 +60,29 @@ def bare_seconds(study: Study, checkpoints: bool) -> float:
     return time.perf_counter() - started
 
 
+FRESH_PROCESS_LOOP = """
+import sys, time
+started = time.perf_counter()
+import torch
+torch.set_num_threads(1)
+from reslab.study import Study
+from reslab.training import build_trainer
+study = Study("tune_overhead", "t", "cifar10", ({"batch_size": 128},), settings={
+    "model": "cifar_resnet20", "iterations": int(sys.argv[1]), "eval_every": int(sys.argv[2])})
+(trial,) = study.trials("smoke", None)
+build_trainer(trial.config).run()
+print(time.perf_counter() - started)
+"""
+
+
+def fresh_process_seconds(iterations: int, eval_every: int) -> float:
+    """Wall time of the same loop as a script in a new Python process, imports included."""
+    started = time.perf_counter()
+    command = [sys.executable, "-c", FRESH_PROCESS_LOOP, str(iterations), str(eval_every)]
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return time.perf_counter() - started
+
+
 def timed(spent: dict[str, float], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -67,8 +95,33 @@ def timed(spent: dict[str, float], name: str, function: Callable[..., Any]) -> C
     return wrapper
 
 
-def tune_seconds(study: Study, storage: str, spent: dict[str, float]) -> tuple[float, float]:
-    """The study's wall time and its trial's own time in its worker (Tune's time_total_s)."""
+def ray_processes() -> dict[int, Any]:
+    """Ray's daemons on this machine (GCS, raylet, its agents, the monitors) and its idle workers, by pid."""
+    import psutil
+    import ray
+
+    node = ray._private.worker._global_node  # the embedded Ray this process started
+    found = {}
+    for infos in node.all_processes.values():
+        for info in infos:
+            process = psutil.Process(info.process.pid)
+            found.update({p.pid: p for p in [process, *process.children(recursive=True)]})
+    return found
+
+
+def cpu_seconds(processes: dict[int, Any]) -> dict[int, tuple[str, float]]:
+    times = {}
+    for pid, process in processes.items():
+        try:
+            cpu = process.cpu_times()
+            times[pid] = (process.name(), cpu.user + cpu.system)
+        except Exception:  # ended meanwhile
+            continue
+    return times
+
+
+def tune_seconds(study: Study, storage: str, spent: dict[str, float]) -> tuple[float, float, int]:
+    """The study's wall time, its trial's own time in its worker (Tune's time_total_s) and the worker's pid."""
     from ray import tune
 
     originals = {name: getattr(study_runner, name) for name in PHASES}
@@ -92,13 +145,15 @@ def tune_seconds(study: Study, storage: str, spent: dict[str, float]) -> tuple[f
     last = read_text(str(folder.parent), "result.json").strip().splitlines()[-1]
     import json
 
-    return total, float(json.loads(last)["time_total_s"])
+    report = json.loads(last)
+    return total, float(report["time_total_s"]), int(report["pid"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=240, help="about 60 s on one core of this machine")
     parser.add_argument("--eval-every", type=int, default=40)
+    parser.add_argument("--checkpoint-cost", action="store_true", help="also time the bare loop checkpointing")
     args = parser.parse_args()
     settings = {"model": "cifar_resnet20", "iterations": args.iterations, "eval_every": args.eval_every}
     study = Study(
@@ -106,18 +161,30 @@ def main() -> None:
     )
     torch.set_num_threads(1)  # a trial runs with one CPU (Ray sets OMP_NUM_THREADS=1 for it)
     bare = bare_seconds(study, checkpoints=False)
-    bare_checkpointed = bare_seconds(study, checkpoints=True)
+    fresh = fresh_process_seconds(args.iterations, args.eval_every)
     started = time.perf_counter()
     ray_init(None, verbose=False)
     startup = time.perf_counter() - started
     spent: dict[str, float] = defaultdict(float)
+    daemons = ray_processes()
+    before, driver_before = cpu_seconds(daemons), time.process_time()
     with tempfile.TemporaryDirectory() as storage:
-        tuned, in_worker = tune_seconds(study, storage, spent)
-    print(f"bare loop:           {bare:7.1f} s")
-    print(f"  + a checkpoint per report: {bare_checkpointed:7.1f} s ({100 * (bare_checkpointed - bare) / bare:+.1f} %)")
-    print(f"through Ray Tune:    {tuned:7.1f} s  (+ {startup:.1f} s starting Ray once)")
-    print(f"overhead:            {100 * (tuned - bare) / bare:+7.1f} %  (ratio {tuned / bare:.3f})")
-    print(f"with Ray start-up:   {100 * (tuned + startup - bare) / bare:+7.1f} %")
+        tuned, in_worker, trial_pid = tune_seconds(study, storage, spent)
+    after, driver_cpu = cpu_seconds(daemons), time.process_time() - driver_before
+    daemon_cpu: dict[str, float] = defaultdict(float)
+    for pid, (name, seconds) in after.items():
+        if pid != trial_pid and pid in before:
+            daemon_cpu[name] += seconds - before[pid][1]
+    print(f"bare loop, this process:   {bare:7.1f} s")
+    print(f"bare loop, fresh process:  {fresh:7.1f} s  (imports included)")
+    if args.checkpoint_cost:
+        checkpointed = bare_seconds(study, checkpoints=True)
+        print(f"  + a checkpoint per report:   {checkpointed:7.1f} s ({100 * (checkpointed - bare) / bare:+.1f} %)")
+    print(f"through Ray Tune:          {tuned:7.1f} s  (+ {startup:.1f} s starting Ray once)")
+    for name, baseline in (("this process", bare), ("fresh process", fresh)):
+        overhead, with_startup = 100 * (tuned - baseline) / baseline, 100 * (tuned + startup - baseline) / baseline
+        print(f"overhead over the {name + ':':<14} {overhead:+6.1f} %  (ratio {tuned / baseline:.3f}); "
+              f"with Ray's start-up {with_startup:+.1f} %")  # fmt: skip
     print("\nwhere the study's time goes (s, and the share of the overhead over the bare loop):")
     overhead = tuned - bare
     rows = [(PHASES[name], spent[name]) for name in PHASES]
@@ -128,6 +195,9 @@ def main() -> None:
     ]
     for what, seconds in rows:
         print(f"  {what:<58} {seconds:6.2f} s  {100 * seconds / overhead:6.1f} %")
+    busiest = ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(daemon_cpu.items(), key=lambda x: -x[1]))
+    print(f"\nCPU used meanwhile beside the trial: the driver {driver_cpu:.1f} s; Ray's daemons and idle workers "
+          f"{sum(daemon_cpu.values()):.1f} s ({busiest}) of {tuned:.0f} s on {os.cpu_count()} cores")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -118,9 +118,9 @@ def sync_experiment(
     the reports in it; into a store without that experiment, the launch comes back too, with its
     provenance and the study's definition (variant order, the paper's numbers). `finished` maps trial
     ids to whether the trial ended well (True) or failed (False); a trial absent from it is judged from its
-    reports (one short of its end with no error in them was interrupted) unless its run says it failed. A cloud folder (s3://...) is read through a
-    temporary local copy of the files the sync needs; a caller holding that copy already passes it as
-    `folder` and the cloud folder as `copy_of`."""
+    reports (one short of its end with no error in them was interrupted) unless its run says it failed. A
+    cloud folder (s3://...) is read through a temporary local copy of the files the sync needs; a caller
+    holding that copy already passes it as `folder` and the cloud folder as `copy_of`."""
     if copy_of is not None:
         return _sync(Path(folder), uri, finished, cloud_folder=copy_of.rstrip("/"))
     if is_cloud_uri(folder):

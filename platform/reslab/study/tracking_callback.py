@@ -9,6 +9,7 @@ sync delivers what is missing when the store is back), and the store is tried ag
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -52,17 +53,31 @@ class MLflowTracking(Callback):
         self.down_since: float | None = None  # when the store stopped answering (None: it answers)
         self._last_try = 0.0
         self.skipped_writes = 0
+        self._launch: threading.Thread | None = None  # writing the launch's run while the first trial starts
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_launch": None}  # Tune pickles its callbacks with the experiment
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """A restored driver starts with a store that answers, as far as it knows."""
         self.__dict__.update(state)
-        self.down_since, self._last_try, self.skipped_writes = None, 0.0, 0
+        self.down_since, self._last_try, self.skipped_writes, self._launch = None, 0.0, 0, None
 
     def setup(self, **info: Any) -> None:
-        self._guarded(self.writer.start_launch)
+        """Start the launch in MLflow (the experiment, its parent run and study.json) in a thread: it takes
+        about 2 s on a new SQLite store (MLflow creates its tables), which the first trial's worker spends
+        starting anyway. The first write about a trial waits for it. The model export's imports (torch._dynamo,
+        about 1.3 s) are warmed the same way, for the first trial that ends."""
+        self._launch = threading.Thread(target=self._guarded, args=(self.writer.start_launch,), daemon=True)
+        self._launch.start()
+        threading.Thread(target=_import_model_export, daemon=True).start()
 
     def _guarded(self, write: Callable[[], Any]) -> None:
-        """Run one write to the store; skip it (counted) while the store does not answer."""
+        """Run one write to the store, after the launch's; skip it (counted) while the store does not answer."""
+        launch = self._launch
+        if launch is not None and launch is not threading.current_thread():
+            launch.join()
+            self._launch = None
         if self.down_since is not None and time.monotonic() - self._last_try < RETRY_AFTER_S:
             self.skipped_writes += 1
             return
@@ -106,6 +121,12 @@ class MLflowTracking(Callback):
                 "the study syncs them from Ray's storage now (or run `reslab tracking sync` later)",
                 file=sys.stderr,
             )
+
+
+def _import_model_export() -> None:
+    """What logging a trial's net imports (torch._dynamo, for torch.export): done while the trials train."""
+    import torch._dynamo  # noqa: F401
+    import torch.export  # noqa: F401
 
 
 def _trial_error(trial: Any) -> str:

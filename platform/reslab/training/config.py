@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..data import NORMALIZATIONS, ImageFolderData, TensorData, TrainingData, load_cifar10, synthetic_splits
+from ..data import NORMALIZATIONS, TensorData, TrainingData, load_cifar10, synthetic_splits
 from ..distributed import Shard
 from ..models import create_model, get_model_info
 from ..models.cifar import blocks_per_stage
@@ -145,6 +145,8 @@ def load_data(config: TrainConfig, device: torch.device, shard: Shard | None = N
     """The dataset of `config`, placed for training on `device` (this worker's share with data parallelism)."""
     batch_size, seed = config.recipe.batch_size, config.seed
     if config.dataset == "imagenet":
+        from ..data.imagenet import ImageFolderData  # torchvision: imported by ImageNet trials only
+
         return ImageFolderData(
             config.data_dir,
             batch_size,
