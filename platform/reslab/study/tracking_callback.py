@@ -8,6 +8,7 @@ sync delivers what is missing when the store is back), and the store is tried ag
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from ..tracking.registry import warm_model_saving
 from ..tracking.writer import MLflowWriter, TrialRecord
 from .spec import trial_label
 
@@ -53,31 +55,39 @@ class MLflowTracking(Callback):
         self.down_since: float | None = None  # when the store stopped answering (None: it answers)
         self._last_try = 0.0
         self.skipped_writes = 0
-        self._launch: threading.Thread | None = None  # writing the launch's run while the first trial starts
+        self._preparing: threading.Thread | None = None  # the launch's run, then the first model save
+        self._launched = threading.Event()  # set once the launch's run is written (or the store failed it)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_launch": None}  # Tune pickles its callbacks with the experiment
+        """Tune pickles its callbacks with the experiment: without the thread and its event."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_preparing", "_launched")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """A restored driver starts with a store that answers, as far as it knows."""
         self.__dict__.update(state)
-        self.down_since, self._last_try, self.skipped_writes, self._launch = None, 0.0, 0, None
+        self.down_since, self._last_try, self.skipped_writes = None, 0.0, 0
+        self._preparing, self._launched = None, threading.Event()
 
     def setup(self, **info: Any) -> None:
         """Start the launch in MLflow (the experiment, its parent run and study.json) in a thread: it takes
         about 2 s on a new SQLite store (MLflow creates its tables), which the first trial's worker spends
-        starting anyway. The first write about a trial waits for it. The model export's imports (torch._dynamo,
-        about 1.3 s) are warmed the same way, for the first trial that ends."""
-        self._launch = threading.Thread(target=self._guarded, args=(self.writer.start_launch,), daemon=True)
-        self._launch.start()
-        threading.Thread(target=_import_model_export, daemon=True).start()
+        starting anyway; the first write about a trial waits for it. The same thread then pays the process's
+        first model save (about 3 s more than the next ones, `warm_model_saving`) while the trials train."""
+        self._preparing = threading.Thread(target=self._prepare, name="reslab-mlflow-launch", daemon=True)
+        self._preparing.start()
+
+    def _prepare(self) -> None:
+        try:
+            self._guarded(self.writer.start_launch)
+        finally:
+            self._launched.set()
+        with contextlib.suppress(Exception):  # a failed warm-up only means the first model save pays for it
+            warm_model_saving()
 
     def _guarded(self, write: Callable[[], Any]) -> None:
         """Run one write to the store, after the launch's; skip it (counted) while the store does not answer."""
-        launch = self._launch
-        if launch is not None and launch is not threading.current_thread():
-            launch.join()
-            self._launch = None
+        if self._preparing is not None and threading.current_thread() is not self._preparing:
+            self._launched.wait()
         if self.down_since is not None and time.monotonic() - self._last_try < RETRY_AFTER_S:
             self.skipped_writes += 1
             return
@@ -115,18 +125,14 @@ class MLflowTracking(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._guarded(self.writer.end_launch)
+        if self._preparing is not None:
+            self._preparing.join()  # a study that ended within seconds: the process must not exit under it
         if self.skipped_writes:
             print(
                 f"MLflow store {self.uri}: {self.skipped_writes} writes were skipped while it did not answer; "
                 "the study syncs them from Ray's storage now (or run `reslab tracking sync` later)",
                 file=sys.stderr,
             )
-
-
-def _import_model_export() -> None:
-    """What logging a trial's net imports (torch._dynamo, for torch.export): done while the trials train."""
-    import torch._dynamo  # noqa: F401
-    import torch.export  # noqa: F401
 
 
 def _trial_error(trial: Any) -> str:

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ SPEC_FILE = "reslab_model.json"
 WEIGHTS_FILE = "reslab_weights.pt"
 EXTRA_FILES = "extra_files"
 BEST_ALIAS = "best"
+# One MLflow model save at a time in a process: torch.export is not thread-safe, and a study warms it in a thread
+_SAVING = threading.Lock()
 MODEL_URI = re.compile(r"^models:/(?P<name>[^@/]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))?$")
 
 
@@ -107,15 +110,27 @@ def save_model_folder(model: nn.Module, spec: ModelSpec, folder: Path) -> Path:
     extra.mkdir(parents=True, exist_ok=True)
     (extra / SPEC_FILE).write_text(spec.to_json())
     torch.save(model.state_dict(), extra / WEIGHTS_FILE)
-    mlflow.pytorch.save_model(
-        model,
-        str(folder),
-        signature=infer_signature(example.numpy(), output.numpy()),
-        input_example=example.numpy(),
-        extra_files=[str(extra / SPEC_FILE), str(extra / WEIGHTS_FILE)],
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-    )
+    with _SAVING:
+        mlflow.pytorch.save_model(
+            model,
+            str(folder),
+            signature=infer_signature(example.numpy(), output.numpy()),
+            input_example=example.numpy(),
+            extra_files=[str(extra / SPEC_FILE), str(extra / WEIGHTS_FILE)],
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
     return folder
+
+
+def warm_model_saving() -> None:
+    """Save a tiny net the way a trial's is saved, and throw it away. The first save in a process costs about
+    3 s more than the next ones (torch.export imports torch._dynamo; MLflow maps every installed package to
+    its modules to check the model's requirements); a study pays it in a thread while its trials train, not
+    when its first trial ends."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
+    spec = ModelSpec("warm-up", None, None, 2, (1, 2, 2), "none")
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model_folder(net, spec, Path(tmp) / MODEL_ARTIFACT)
 
 
 def log_trial_model(client: Any, run_id: str, checkpoint_path: str | Path) -> ModelSpec:
