@@ -151,7 +151,7 @@ def tune_seconds(study: Study, storage: str, spent: dict[str, float]) -> tuple[f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=240, help="about 60 s on one core of this machine")
+    parser.add_argument("--iterations", type=int, default=240, help="60-120 s on one core, by CPU")
     parser.add_argument("--eval-every", type=int, default=40)
     parser.add_argument("--checkpoint-cost", action="store_true", help="also time the bare loop checkpointing")
     args = parser.parse_args()
