@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -41,7 +42,7 @@ from reslab.training.checkpoint import TRIAL_CHECKPOINT
 PHASES = {  # the runner's functions a study's time is spent in, as the breakdown names them
     "prepare_launch": "checks before Ray (config, data, store, grid)",
     "prepare_store": "MLflow store (WAL mode)",
-    "_tuner": "Tune's setup (Tuner, MLflow experiment, launch run)",
+    "_tuner": "Tune's setup (Tuner, grid and launch records)",
     "_sync_tracking": "sync of MLflow with Ray's storage",
     "_register_models": "model registry",
     "_summarize": "summary and verdicts",
@@ -61,24 +62,20 @@ def bare_seconds(study: Study, checkpoints: bool) -> float:
 
 
 FRESH_PROCESS_LOOP = """
-import sys, time
-started = time.perf_counter()
+import json, sys
 import torch
 torch.set_num_threads(1)
-from reslab.study import Study
-from reslab.training import build_trainer
-study = Study("tune_overhead", "t", "cifar10", ({"batch_size": 128},), settings={
-    "model": "cifar_resnet20", "iterations": int(sys.argv[1]), "eval_every": int(sys.argv[2])})
-(trial,) = study.trials("smoke", None)
-build_trainer(trial.config).run()
-print(time.perf_counter() - started)
+from reslab.training import TrainConfig, build_trainer
+build_trainer(TrainConfig.from_dict(json.loads(sys.argv[1]))).run()
 """
 
 
-def fresh_process_seconds(iterations: int, eval_every: int) -> float:
-    """Wall time of the same loop as a script in a new Python process, imports included."""
+def fresh_process_seconds(study: Study) -> float:
+    """Wall time of the same loop as a script in a new Python process, imports included: the trial's own
+    config, handed over as JSON, and only the imports the loop needs."""
+    (trial,) = study.trials("smoke", None)
     started = time.perf_counter()
-    command = [sys.executable, "-c", FRESH_PROCESS_LOOP, str(iterations), str(eval_every)]
+    command = [sys.executable, "-c", FRESH_PROCESS_LOOP, json.dumps(trial.config.to_dict())]
     subprocess.run(command, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     return time.perf_counter() - started
 
@@ -139,14 +136,9 @@ def tune_seconds(study: Study, storage: str, spent: dict[str, float]) -> tuple[f
             setattr(study_runner, name, function)
         tune.Tuner.fit = fit
     assert run.outcomes[0].status == "finished", run.outcomes
-    from reslab.study.storage import read_text
-
-    folder = next(Path(run.path).glob("*/result.json"))
-    last = read_text(str(folder.parent), "result.json").strip().splitlines()[-1]
-    import json
-
-    report = json.loads(last)
-    return total, float(report["time_total_s"]), int(report["pid"])
+    results = next(Path(run.path).glob("*/result.json"))  # the trial's reports, one JSON line each
+    last = json.loads(results.read_text().strip().splitlines()[-1])
+    return total, float(last["time_total_s"]), int(last["pid"])
 
 
 def main() -> None:
@@ -161,7 +153,7 @@ def main() -> None:
     )
     torch.set_num_threads(1)  # a trial runs with one CPU (Ray sets OMP_NUM_THREADS=1 for it)
     bare = bare_seconds(study, checkpoints=False)
-    fresh = fresh_process_seconds(args.iterations, args.eval_every)
+    fresh = fresh_process_seconds(study)
     started = time.perf_counter()
     ray_init(None, verbose=False)
     startup = time.perf_counter() - started
