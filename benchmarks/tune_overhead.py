@@ -4,7 +4,7 @@ bare loop, and where the difference goes.
 Both runs train the same config (same model, data, iterations, evaluation and checkpoint cadence) in
 this session, one CPU thread each (a trial gets one CPU), and the figure is their ratio:
 
-    python benchmarks/tune_overhead.py [--iterations 240] [--checkpoint-cost]
+    python benchmarks/tune_overhead.py [--iterations 240] [--checkpoint-cost] [--trials 3]
 
 Two baselines: the bare loop in this process (torch and reslab already imported: the harshest comparison)
 and the same loop as a script in a fresh process (what a researcher would otherwise run: it pays Python's
@@ -13,7 +13,9 @@ overhead with and without the start-up (a study pays the start-up once for all i
 breakdown of the study's time: the driver's phases (checks, store, Tune's setup, the run, the sync, the
 registry, the summary), the trial's own time inside its worker (Tune's `time_total_s`) against the bare
 loop, and the rest of `Tuner.fit` (the worker's start and Tune's bookkeeping). The breakdown times the
-runner's own functions by wrapping them in this process.
+runner's own functions by wrapping them in this process. With `--trials N`, it also runs N such trials (one
+seed each) one at a time, as a study on a busy cluster does, and prints the fixed cost per trial there: the
+later trials run in the first one's worker (Tune's `reuse_actors`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ import torch
 from reslab.study import Study, run_study
 from reslab.study import runner as study_runner
 from reslab.study.preflight import ray_init
+from reslab.study.spec import PROFILES
 from reslab.training import build_trainer
 from reslab.training.checkpoint import TRIAL_CHECKPOINT
 
@@ -141,16 +145,39 @@ def tune_seconds(study: Study, storage: str, spent: dict[str, float]) -> tuple[f
     return total, float(last["time_total_s"]), int(last["pid"])
 
 
+def study_of(seeds: int, settings: dict[str, Any]) -> Study:
+    """The one trial's study, run with `seeds` seeds (identical work, distinct trials)."""
+    variants = ({"batch_size": 128},)
+    seeds_ = tuple(range(seeds))
+    return Study("tune_overhead", "Ray Tune overhead", "cifar10", variants, seeds=seeds_, settings=settings)
+
+
+def several_trials_seconds(study: Study, storage: str) -> float:
+    """Wall time of the study's trials run one at a time through the study runner (Ray already up). The
+    smoke profile runs each variant's first seed only: here it runs them all."""
+    smoke = PROFILES["smoke"]
+    PROFILES["smoke"] = replace(smoke, max_seeds=None)
+    try:
+        started = time.perf_counter()
+        store = f"sqlite:///{storage}/mlflow.db"
+        run = run_study(study, profile="smoke", storage=storage, tracking_uri=store, max_concurrent_trials=1,
+                        out=open(os.devnull, "w"))  # noqa: SIM115  # fmt: skip
+    finally:
+        PROFILES["smoke"] = smoke
+    assert len(run.outcomes) == len(study.seeds), run.outcomes
+    assert all(o.status == "finished" for o in run.outcomes), run.outcomes
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=240, help="60-120 s on one core, by CPU")
     parser.add_argument("--eval-every", type=int, default=40)
     parser.add_argument("--checkpoint-cost", action="store_true", help="also time the bare loop checkpointing")
+    parser.add_argument("--trials", type=int, default=1, help="also run this many trials one at a time")
     args = parser.parse_args()
     settings = {"model": "cifar_resnet20", "iterations": args.iterations, "eval_every": args.eval_every}
-    study = Study(
-        "tune_overhead", "Ray Tune overhead on one trial", "cifar10", ({"batch_size": 128},), settings=settings
-    )
+    study = study_of(1, settings)
     torch.set_num_threads(1)  # a trial runs with one CPU (Ray sets OMP_NUM_THREADS=1 for it)
     bare = bare_seconds(study, checkpoints=False)
     fresh = fresh_process_seconds(study)
@@ -187,6 +214,13 @@ def main() -> None:
     ]
     for what, seconds in rows:
         print(f"  {what:<58} {seconds:6.2f} s  {100 * seconds / overhead:6.1f} %")
+    if args.trials > 1:
+        with tempfile.TemporaryDirectory() as storage:
+            several = several_trials_seconds(study_of(args.trials, settings), storage)
+        per_trial = (several - args.trials * bare) / args.trials
+        print(f"\n{args.trials} trials one at a time: {several:.1f} s against {args.trials} bare loops "
+              f"{args.trials * bare:.1f} s: {100 * (several / (args.trials * bare) - 1):+.1f} %; fixed cost per "
+              f"trial {per_trial:.1f} s (one trial alone: {tuned - bare:.1f} s)")  # fmt: skip
     busiest = ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(daemon_cpu.items(), key=lambda x: -x[1]))
     print(f"\nCPU used meanwhile beside the trial: the driver {driver_cpu:.1f} s; Ray's daemons and idle workers "
           f"{sum(daemon_cpu.values()):.1f} s ({busiest}) of {tuned:.0f} s on {os.cpu_count()} cores")  # fmt: skip

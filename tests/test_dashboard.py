@@ -143,6 +143,22 @@ def test_a_store_rebuilt_by_sync_shows_the_same_study(store: str, tmp_path: Path
     pd.testing.assert_frame_equal(results_table(copied_runs, copy), results_table(runs, original))
     pd.testing.assert_frame_equal(layer_responses(rebuilt, copied_runs), layer_responses(store, runs))
 
+    # beside the store, not in ./mlruns; the launch it brought back is closed; a second sync changes nothing
+    from mlflow import MlflowClient
+
+    assert (tmp_path / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
+    client = MlflowClient(rebuilt, registry_uri=rebuilt)
+    experiment = client.get_experiment_by_name("dash-smoke").experiment_id
+    assert {r.info.status for r in client.search_runs([experiment])} == {"FINISHED"}
+    assert "registered models:/cifar10-cifar_resnet20-A/1" in done.stdout
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert again.returncode == 0 and "registered" not in again.stdout, again.stdout + again.stderr
+    assert "0 runs created, 0 missing steps logged, 0 runs closed" in again.stdout
+    versions = client.search_model_versions("name = 'cifar10-cifar_resnet20-A'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert str(client.get_model_version_by_alias("cifar10-cifar_resnet20-A", "best").version) == "1"
+    assert len(client.search_runs([experiment])) == 3  # one launch and two trials, not a second launch
+
 
 def app_test(uri: str, monkeypatch: pytest.MonkeyPatch):
     """The app run by AppTest on `uri`; the variable stays set for the test, so reruns read the same store."""

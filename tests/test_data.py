@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import pickle
 import shutil
 import tarfile
 import threading
@@ -49,6 +50,45 @@ def test_validation_split_is_seeded_disjoint_and_ninety_ten(cifar_subset: Path) 
 def test_missing_dataset_names_the_directory_and_the_flag(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError, match=rf"CIFAR-10 not found in {tmp_path}.*--download"):
         load_cifar10(tmp_path)
+
+
+class Payload:
+    """What a crafted pickle holds: unpickling it calls `open(marker, "w")`, which creates the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("planted", ["data_batch_2", "batches.meta"])
+def test_a_crafted_batch_file_is_refused_without_running_its_payload(
+    planted: str, cifar_subset: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "data"
+    shutil.copytree(cifar_subset, folder)
+    marker = tmp_path / "MARKER"
+    entry = {b"data": [0] * 3072, b"labels": [0], b"label_names": [b"cat"], b"payload": Payload(marker)}
+    (folder / planted).chmod(0o644)
+    (folder / planted).write_bytes(pickle.dumps(entry, protocol=2))
+    with pytest.raises(DatasetNotFoundError, match=rf"{planted} is damaged .*io.open.*refused.*copy the"):
+        load_cifar10(folder)
+    assert not marker.exists()
+
+
+def test_the_original_python2_batches_still_load(tmp_path: Path) -> None:
+    """The official archive's batches are protocol-2 pickles of Python 2 strings and a numpy array."""
+    import numpy as np
+
+    images = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    entry = {b"batch_label": b"training batch 1 of 5", b"labels": [3, 7], b"data": images, b"filenames": [b"a.png"]}
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"):
+        (tmp_path / name).write_bytes(pickle.dumps(entry, protocol=2))
+    (tmp_path / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"c%d" % i for i in range(10)]}, 2))
+    splits = load_cifar10(tmp_path)
+    assert splits.train.labels.tolist() == [3, 7] * 5 and splits.test.classes[3] == "c3"
+    assert torch.equal(splits.test.images.flatten(), torch.from_numpy(images).flatten())
 
 
 @pytest.fixture()

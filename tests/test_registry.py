@@ -117,3 +117,58 @@ def test_loading_never_executes_pickled_code(tmp_path: Path) -> None:
 def test_a_folder_without_reslab_files_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a reslab model folder"):
         load_folder(tmp_path)
+
+
+def test_names_made_elsewhere_are_escaped_in_filters_and_quoted_in_the_pull_command(tmp_path: Path) -> None:
+    """MLflow accepts any registered name: one with a quote must not break listing, and one with shell syntax
+    must not run when its pull command is pasted into a shell."""
+    import subprocess
+
+    from mlflow import MlflowClient
+
+    from reslab.dashboard.queries import registered_models
+    from reslab.tracking.catalog import registered_versions
+    from reslab.tracking.layout import filter_literal
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    names = ["it's", "evil;touch${IFS}MARKER;#", 'say "hi"']
+    for name in names:
+        client.create_registered_model(name)
+        client.create_model_version(name, source=(tmp_path / "nowhere").as_uri(), tags={"test_error": "0.5"})
+    assert sorted(v.name for v in registered_versions(client)) == sorted(names)
+    table = registered_models(uri)
+    assert len(table) == 3
+    for pull in table["pull"]:  # pasted into a real shell, with `true` in place of reslab
+        subprocess.run(["sh", "-c", pull.replace("reslab models pull", "true", 1)], cwd=tmp_path, check=True)
+    assert not (tmp_path / "MARKER").exists()
+    assert table.set_index("name").loc["evil;touch${IFS}MARKER;#", "pull"] == (
+        "reslab models pull 'evil;touch${IFS}MARKER;#/1' --out models/"
+    )
+    with pytest.raises(ValueError, match="both kinds of quote"):
+        filter_literal("""it's "x" """)
+
+
+def test_pull_copies_only_the_model_a_run_logged_into_the_store(tmp_path: Path) -> None:
+    """A version whose source points elsewhere (MLflow accepts any URI) is refused, and nothing is copied."""
+    from mlflow import MlflowClient
+
+    from reslab.tracking.registry import download
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    experiment = client.create_experiment("pull", artifact_location=(tmp_path / "artifacts").as_uri())
+    net = _trained_checkpoint(tmp_path / "net.pt", "A", seed=3)
+    run = _run(client, experiment, "cifar10-cifar_resnet20-A", 0.3, tmp_path / "net.pt")
+    register_best(client, [run], {})
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "id_rsa").write_text("private\n")
+    client.create_model_version("cifar10-cifar_resnet20-A", source=secrets.as_uri(), run_id=run.info.run_id)
+    with pytest.raises(ModelNotFound, match=r"version 2 points at .*secrets, not at the model its run logged"):
+        download("cifar10-cifar_resnet20-A/2", tmp_path / "out", uri)
+    assert not (tmp_path / "out").exists()  # refused before anything is made
+    pulled = download("cifar10-cifar_resnet20-A@best", tmp_path / "good", uri)  # version 1: its run's model
+    images = torch.randn(2, 3, 32, 32)
+    assert torch.equal(load_folder(pulled)(images), net(images))
+    assert (pulled / "extra_files" / WEIGHTS_FILE).is_file()

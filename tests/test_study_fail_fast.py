@@ -61,3 +61,22 @@ def test_layouts_are_told_apart(cifar_subset: Path, tiny_imagenet: Path, tmp_pat
         check_data_dir("cifar10", tiny_imagenet)
     with pytest.raises(DatasetNotFoundError, match="needs a data folder"):
         check_data_dir("imagenet", None)
+
+
+@pytest.mark.parametrize(
+    ("args", "fix"),
+    [
+        (("--gpus-per-trial", "1"), "asks for 1 CPU, 1 GPU, which no node has or the autoscaler can add"),
+        (("--data-parallel", "32"), "asks for 32 data-parallel workers, one CPU each, but the cluster has"),
+    ],
+)
+def test_a_trial_no_node_can_host_is_refused_instead_of_pending_for_ever(
+    args: tuple[str, ...], fix: str, tmp_path: Path
+) -> None:
+    """Tune would leave such a trial PENDING (or its workers waiting) for ever; the study stops at once."""
+    done = study("--dataset", "cifar10", "--storage", str(tmp_path), *args, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    message = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(message) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert fix in message[0] and ("drop --gpus-per-trial" in message[0] or "--data-parallel 2 or fewer" in message[0])
+    assert list(tmp_path.iterdir()) == []  # no store, no experiment folder

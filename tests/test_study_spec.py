@@ -89,6 +89,9 @@ def test_validation_reports_every_problem_by_path_before_running() -> None:
     ):
         assert needle in message
     assert "empty grid" in "\n".join(Study("e", "t", "cifar10", ()).problems())
+    escaping = Study("../escape", "t", "cifar10", grid(model=["cifar_resnet20"]), seeds=(2**32,)).problems()
+    assert escaping[0].startswith("study name '../escape' is not allowed: use letters, digits")
+    assert "seeds: need at least one integer seed from 0 to 4294967295, got (4294967296,)" in escaping
     assert "profile: unknown 'huge'" in Study("e", "t", "cifar10", grid(model=["cifar_resnet20"])).problems("huge")[0]
 
 

@@ -148,7 +148,7 @@ def run_pull(args: argparse.Namespace) -> int:
 
     folder = download(args.name, args.out, args.tracking_uri)
     print(f"pulled {args.name} into {folder}")
-    print(f'load it with: reslab.load_model("{folder}")')
+    print(f"load it with: reslab.load_model({str(folder)!r})")
     return 0
 
 

@@ -24,6 +24,7 @@ from ..tracking.layout import (
     STUDY_ARTIFACT,
     TRIAL_TAG,
     VARIANT_TAG,
+    pull_command,
     run_status,
 )
 
@@ -260,7 +261,7 @@ def registered_models(uri: str) -> pd.DataFrame:
             "train_error": 100 * v.train_error,
             "study": v.study,
             "run": v.run,
-            "pull": f"reslab models pull {v.name}/{v.version} --out models/",
+            "pull": pull_command(v.name, v.version),
         }
         for v in registered_versions(client)
     ]

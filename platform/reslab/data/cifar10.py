@@ -50,6 +50,39 @@ def check_batch_file(path: Path) -> None:
         raise damaged(path, f"{size:,} bytes, not a complete pickled batch: truncated or not a CIFAR-10 file")
 
 
+# The only globals a CIFAR-10 batch pickles: numpy arrays (under numpy 1's and numpy 2's module names) and the
+# helper protocol 2 uses for bytes. Anything else (os.system, builtins.eval, ...) is a crafted file.
+NUMPY_ARRAY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
+BATCH_GLOBALS = frozenset(
+    {(module, name) for module in NUMPY_ARRAY_MODULES for name in ("_reconstruct", "scalar")}
+    | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+)
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """Reads a batch file as data: dicts, lists, bytes, str, numbers and numpy arrays, nothing callable.
+
+    `pickle.load` runs whatever a file names (a crafted file in --data-dir would run its payload in every
+    trial worker); this unpickler refuses every global outside BATCH_GLOBALS before it is called."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in BATCH_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"it refers to {module}.{name}, which a CIFAR-10 batch never holds; refused without running it "
+                "(a crafted file can run code when unpickled)"
+            )
+        return super().find_class(module, name)
+
+
+def load_batch_pickle(path: Path) -> dict:
+    """One batch (or batches.meta) file read with `BatchUnpickler`; Python 2's strings stay bytes."""
+    with path.open("rb") as f:
+        entry = BatchUnpickler(f, encoding="bytes").load()
+    if not isinstance(entry, dict):
+        raise TypeError(f"it holds a {type(entry).__name__}, not a dict of images and labels")
+    return entry
+
+
 def find_batches_dir(data_dir: str | Path) -> Path | None:
     """The folder holding the pickled batches: `data_dir` itself or its `cifar-10-batches-py/`."""
     root = Path(data_dir).expanduser()
@@ -61,8 +94,7 @@ def find_batches_dir(data_dir: str | Path) -> Path | None:
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with path.open("rb") as f:
-            entry = pickle.load(f, encoding="bytes")
+        entry = load_batch_pickle(path)
         images = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         return images, np.asarray(entry[b"labels"], dtype=np.int64)
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
@@ -73,9 +105,11 @@ def _read_classes(batches_dir: Path) -> tuple[str, ...]:
     meta = batches_dir / "batches.meta"
     if not meta.is_file():
         return tuple(str(i) for i in range(10))
-    with meta.open("rb") as f:
-        names = pickle.load(f, encoding="bytes")[b"label_names"]
-    return tuple(n.decode() for n in names)
+    try:
+        names = load_batch_pickle(meta)[b"label_names"]
+        return tuple(n.decode() for n in names)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as error:
+        raise damaged(meta, f"{type(error).__name__}: {error}") from None
 
 
 def _read_split(batches_dir: Path, files: tuple[str, ...], classes: tuple[str, ...]) -> ImageSet:

@@ -1,5 +1,6 @@
 """What a trial asks Ray for: a GPU share sized to its net where the cluster has (or can add) GPUs, else a
-CPU; a data-parallel trial's coordinating function asks only for memory."""
+CPU; a data-parallel trial's coordinating function asks only for memory. And whether the cluster can ever
+give it: Ray Tune leaves a trial that asks for more than any node has PENDING for ever, without a word."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from ..models import get_model_info
 from ..training import TrainConfig
+from .preflight import bootstrap_config
+from .spec import Trial
 from .trial import trial_config
 
 COORDINATOR_MEMORY = 256 * 2**20  # bytes reserved for a data-parallel trial's coordinating function
@@ -40,3 +43,49 @@ def resources_fn(cluster_gpus: float, gpus_per_trial: float | None) -> Callable[
         return PlacementGroupFactory([trial_resources(config, cluster_gpus, gpus_per_trial)])
 
     return resources
+
+
+def node_capacities() -> list[dict[str, float]]:
+    """The resources of every node a trial could run on: the live ones, and each node the autoscaler may add
+    (its node types from the cluster config `ray up` left on the head, times their max_workers)."""
+    import ray
+
+    nodes = [dict(n["Resources"]) for n in ray.nodes() if n["Alive"]]
+    config = bootstrap_config()
+    for name, node in (config.get("available_node_types") or {}).items():
+        if name != config.get("head_node_type"):
+            nodes += [dict(node.get("resources") or {})] * int(node.get("max_workers") or 0)
+    return nodes
+
+
+def unschedulable(trials: list[Trial], cluster_gpus: float, gpus_per_trial: float | None, where: str) -> str | None:
+    """Why a trial of the study can never start on this cluster (`where` describes it), or None when every
+    one can. A trial's one bundle must fit on one node; a data-parallel trial's workers (a whole CPU, or GPU,
+    each) may spread over nodes."""
+    nodes = node_capacities()
+    for trial in trials:
+        config = trial.config
+        if config.data_parallel > 1:
+            kind = "GPU" if cluster_gpus else "CPU"
+            have = int(sum(n.get(kind, 0) // 1 for n in nodes))
+            if config.data_parallel > have:
+                return (
+                    f"trial {trial.label}-seed{trial.seed} asks for {config.data_parallel} data-parallel workers, one "
+                    f"{kind} each, but the cluster has {have} {kind}s in all ({where}, autoscaling included): pass "
+                    f"--data-parallel {max(have, 1)} or fewer, or run it on a larger cluster"
+                )
+            continue
+        request = trial_resources(config, cluster_gpus, gpus_per_trial)
+        if not any(all(n.get(key, 0) >= amount for key, amount in request.items()) for n in nodes):
+            asked = ", ".join(f"{amount:g} {key}" for key, amount in request.items())
+            most = max((n.get("GPU", 0) for n in nodes), default=0)
+            fix = (
+                "drop --gpus-per-trial (trials train on CPUs where the cluster has no GPU)"
+                if not most
+                else f"pass --gpus-per-trial {most:g} or less"
+            )
+            return (
+                f"trial {trial.label}-seed{trial.seed} asks for {asked}, which no node has or the autoscaler can "
+                f"add ({where}): {fix}"
+            )
+    return None

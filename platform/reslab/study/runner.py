@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from .preflight import (
     describe_cluster,
     ray_init,
 )
-from .resources import resources_fn
+from .resources import resources_fn, unschedulable
 from .spec import Study, Trial, variant_label
 from .storage import read_text, storage_uri, write_text
 from .summary import (
@@ -151,8 +152,10 @@ def _run(
     if launch.address is not None and not data_source:
         check_data_on_nodes(launch.trials)  # where the trials will read it, before any trial starts
         check_storage_is_shared(launch.tracking_uri, launch.storage_uri, shared_storage)
-    prepare_store(launch.tracking_uri)
     where, cluster_gpus = describe_cluster(launch.address)
+    if problem := unschedulable(launch.trials, cluster_gpus, gpus_per_trial, where):
+        raise ValueError(problem)  # Tune would leave the trial PENDING for ever
+    prepare_store(launch.tracking_uri)
     print(f"{launch.name}: {len(launch.trials)} trials on {where}", file=out)
     print(f"tracking: {launch.tracking_uri}   storage: {launch.path}", file=out, flush=True)
     node_options = {"allow_cpu_fallback": allow_cpu_fallback, "data_source": data_source}
@@ -315,7 +318,7 @@ def _sync_tracking(path: str, uri: str, results: Any, out: TextIO) -> bool:
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
         print(
             f"MLflow store {uri} does not answer ({reason}): the study's results are complete in {path}; "
-            f"when the store is back run: reslab tracking sync {path} --tracking-uri {uri}",
+            f"when the store is back run: reslab tracking sync {shlex.quote(path)} --tracking-uri {shlex.quote(uri)}",
             file=out,
         )
         return False

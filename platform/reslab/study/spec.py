@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ..tracking.layout import name_problem
 from ..training import Recipe, TrainConfig, paper_recipe
+from ..training.config import MAX_SEED
 from .claims import Claim
 
 RECIPE_KEYS = frozenset(f.name for f in fields(Recipe))
@@ -133,7 +135,7 @@ class Study:
 
     def problems(self, profile: str = "smoke", data_dir: str | None = None) -> list[str]:
         """Every problem with the study, by path, without building anything."""
-        found = []
+        found = [problem] if (problem := name_problem("study", self.name)) else []
         if profile not in PROFILES:
             found.append(f"profile: unknown {profile!r}; valid: {', '.join(PROFILES)}")
         if not self.variants:
@@ -141,8 +143,8 @@ class Study:
         for where, seeds in [("seeds", self.seeds)] + [
             (f"variants[{i}].seeds", v["seeds"]) for i, v in enumerate(self.variants) if "seeds" in v
         ]:
-            if not seeds or any(not isinstance(s, int) or s < 0 for s in seeds):
-                found.append(f"{where}: need at least one non-negative integer seed, got {seeds!r}")
+            if not seeds or any(not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in seeds):
+                found.append(f"{where}: need at least one integer seed from 0 to {MAX_SEED}, got {seeds!r}")
         if self.search is not None:
             found += self.search.problems()
             if len(self.variants) != 1:

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..tracking.layout import METRICS, MODEL_ERROR_TAG, MODEL_TAG, STATUS_TAG, VERDICT_TAG, VERDICTS_ARTIFACT
+from ..tracking.store import artifact_location
 from ..tracking.writer import MLflowWriter
 from .storage import is_cloud_uri
 from .tracking_callback import error_reason, trial_record
@@ -132,8 +133,9 @@ def sync_experiment(
 def _sync(folder: Path, uri: str, finished: dict[str, bool] | None, cloud_folder: str | None = None) -> SyncReport:
     record_path = folder / LAUNCH_RECORD  # absent in folders of studies run before it was written
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    writer = MLflowWriter(uri, folder.name, record.get("tags", {}), record.get("definition", {}))
-    writer.attach()
+    location = artifact_location(uri)  # beside a local store, not in ./mlruns of wherever the sync runs
+    writer = MLflowWriter(uri, folder.name, record.get("tags", {}), record.get("definition", {}), location)
+    started = writer.attach()
     _restore_verdicts(writer, folder / VERDICTS_ARTIFACT)
     report = SyncReport()
     for params_path in sorted(folder.glob("*/params.json")):
@@ -162,4 +164,6 @@ def _sync(folder: Path, uri: str, finished: dict[str, bool] | None, cloud_folder
         if _record_disagrees(run.info.status, tags, status) or checkpoint is not None:
             writer.close(trial, last, checkpoint, error)
             report.runs_closed += 1
+    if started:  # the launch this sync brought back into a store that had lost the study: it is complete
+        writer.end_launch()
     return report

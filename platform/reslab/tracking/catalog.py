@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .layout import LAUNCH_TAG
+from .layout import LAUNCH_TAG, filter_literal
 
 
 def latest_launch(client: Any, experiment_id: str) -> Any | None:
@@ -36,7 +36,7 @@ def registered_versions(client: Any) -> list[RegisteredVersion]:
     found = []
     for model in sorted(client.search_registered_models(), key=lambda m: m.name):
         aliases = client.get_registered_model(model.name).aliases  # alias -> version
-        for version in client.search_model_versions(f"name = '{model.name}'"):
+        for version in client.search_model_versions(f"name = {filter_literal(model.name)}"):
             tags = version.tags
             found.append(
                 RegisteredVersion(

@@ -9,6 +9,8 @@ logged by training iteration.
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +38,34 @@ STUDY_ARTIFACT = "study.json"  # on a launch run: variants in the paper's order,
 VERDICTS_ARTIFACT = "verdicts.csv"  # on a launch run: each claim's verdict with its effect, interval and n
 RESPONSES_ARTIFACT = "layer_responses.csv"  # on a trial's run: Fig. 7's per-layer response std
 MODEL_ARTIFACT = "model"  # on a trial's run: the folder a registered version points to
+
+# What reslab names things it creates (studies, their experiments and folders, registered nets): one path
+# component that needs no quoting in a shell, a URL, an MLflow filter or a file system.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit (no '/', spaces or quotes)"
+
+
+def name_problem(kind: str, name: str) -> str | None:
+    """Why `name` cannot name a `kind` ("study", "registered model"), or None when it can."""
+    if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > 200:
+        return f"{kind} name {name!r} is not allowed: use {NAME_RULE}, at most 200 characters"
+    return None
+
+
+def filter_literal(value: str) -> str:
+    """`value` as a string literal in an MLflow search filter. Names made elsewhere (MLflow accepts any) may
+    hold a quote: MLflow reads both '...' and "..." literals, so the quote that is absent is used."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(f"{value!r} holds both kinds of quote: MLflow's search filters cannot name it")
+
+
+def pull_command(name: str, version: int | str) -> str:
+    """The `reslab models pull` line for one registered version, safe to paste into a shell."""
+    return f"reslab models pull {shlex.quote(f'{name}/{version}')} --out models/"
+
 
 # How a trial ends, in the words of the study's summary, the console, the sync and the dashboard alike.
 STATUSES = ("running", "finished", "diverged", "stopped", "interrupted", "failed")

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..models import create_model, get_model_info
 from ..training.checkpoint import CheckpointError, load_checkpoint
-from .layout import MODEL_ARTIFACT, MODEL_TAG, REGISTERED_NAME_TAG, TRIAL_TAG, run_status
+from .layout import MODEL_ARTIFACT, MODEL_TAG, REGISTERED_NAME_TAG, TRIAL_TAG, filter_literal, run_status
 
 SPEC_FILE = "reslab_model.json"
 WEIGHTS_FILE = "reslab_weights.pt"
@@ -146,7 +146,9 @@ def log_trial_model(client: Any, run_id: str, checkpoint_path: str | Path) -> Mo
 def register_best(client: Any, runs: Iterable[Any], tags: dict[str, str]) -> dict[str, str]:
     """Register the lowest-test-error run of each name and move `best` to the new version. Only runs that
     finished their planned iterations with a logged model compete (not one ASHA stopped early, not a
-    diverged one). Returns {name: version}."""
+    diverged one). A run already registered under its name is not registered again and `best` stays where
+    it is, so registering the same study twice (a re-run sync) changes nothing. Returns the new versions,
+    {name: version}."""
     best: dict[str, Any] = {}
     for run in runs:
         error = run.data.metrics.get("test_error", math.nan)
@@ -158,8 +160,10 @@ def register_best(client: Any, runs: Iterable[Any], tags: dict[str, str]) -> dic
             best[name] = run
     versions = {}
     for name, run in sorted(best.items()):
-        if not client.search_registered_models(f"name = '{name}'"):
+        if not client.search_registered_models(f"name = {filter_literal(name)}"):
             client.create_registered_model(name, description=f"reslab: best {name} trained by a study")
+        elif any(v.run_id == run.info.run_id for v in client.search_model_versions(f"name = {filter_literal(name)}")):
+            continue  # registered by an earlier call: nothing new
         metrics = {k: str(v) for k, v in run.data.metrics.items() if k in ("train_error", "test_error")}
         version = client.create_model_version(
             name,
@@ -202,9 +206,26 @@ def download(uri: str, out: str | Path, tracking_uri: str | None = None) -> Path
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"--out {out} is a file; name a folder to download the model into (made if missing)")
     tracking_uri = existing_store(tracking_uri)
-    version = resolve_version(MlflowClient(tracking_uri, registry_uri=tracking_uri), uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    source = logged_source(client, resolve_version(client, uri))
     Path(out).mkdir(parents=True, exist_ok=True)
-    return Path(download_artifacts(artifact_uri=version.source, dst_path=str(out), tracking_uri=tracking_uri))
+    return Path(download_artifacts(artifact_uri=source, dst_path=str(out), tracking_uri=tracking_uri))
+
+
+def logged_source(client: Any, version: Any) -> str:
+    """Where a version's files are: the model its run logged into the store's artifacts. A version whose
+    source points anywhere else (MLflow accepts any URI: another folder of this machine, another bucket) is
+    refused, so pulling a name never copies files from outside the registry's own store."""
+    name = f"{version.name} version {version.version}"
+    if not version.run_id:
+        raise ModelNotFound(f"{name} was not made from a run's logged model (no run id): refusing to copy from it")
+    logged = f"{client.get_run(version.run_id).info.artifact_uri}/{MODEL_ARTIFACT}"
+    if version.source not in (logged, f"runs:/{version.run_id}/{MODEL_ARTIFACT}"):
+        raise ModelNotFound(
+            f"{name} points at {version.source}, not at the model its run logged ({logged}): refusing to copy "
+            "from there; register the run's model again (reslab tracking sync) or pull another version"
+        )
+    return logged
 
 
 def load_folder(folder: str | Path) -> nn.Module:

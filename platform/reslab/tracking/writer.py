@@ -38,6 +38,7 @@ from .layout import (
     VARIANT_TAG,
     VERDICT_TAG,
     VERDICTS_ARTIFACT,
+    filter_literal,
     trial_status,
 )
 
@@ -146,25 +147,29 @@ class MLflowWriter:
         self._parent = parent.info.run_id
         self.client.log_text(self._parent, json.dumps(self.definition, indent=2, default=str), STUDY_ARTIFACT)
 
-    def attach(self) -> None:
+    def attach(self) -> bool:
         """Find the experiment and its latest launch run, to write into them without starting a launch (a
-        store that lost the experiment gets it back, with a launch run)."""
+        store that lost the experiment gets it back, with a launch run). Returns whether it started one,
+        which its caller ends (`end_launch`) when done."""
         found = self.client.get_experiment_by_name(self.experiment)
         if found is None:
             self.start_launch()
-            return
+            return True
         self._experiment_id = found.experiment_id
         launch = latest_launch(self.client, self._experiment_id)
         self._parent = launch.info.run_id if launch else ""
+        return False
 
     def record_verdicts(self, table: Any) -> None:
         """Put the study's verdicts on its latest launch: one VERDICT_TAG tag per claim (what the scorecard
         reads) and the whole table, with effects and intervals, as VERDICTS_ARTIFACT."""
-        self.attach()
+        started = self.attach()
         tags = {f"{VERDICT_TAG}{row.claim}": row.verdict for row in table.itertuples()}
         for key, value in tags.items():
             self.client.set_tag(self._parent, key, value)
         self.client.log_text(self._parent, table.to_csv(index=False), VERDICTS_ARTIFACT)
+        if started:
+            self.end_launch()
 
     def end_launch(self) -> None:
         if self._parent:
@@ -172,7 +177,7 @@ class MLflowWriter:
 
     def find_run(self, trial_id: str) -> Any | None:
         """The run already tagged with this trial id, if any."""
-        found = self.client.search_runs([self._experiment_id], f"tags.`{TRIAL_TAG}` = '{trial_id}'")
+        found = self.client.search_runs([self._experiment_id], f"tags.`{TRIAL_TAG}` = {filter_literal(trial_id)}")
         return found[0] if found else None
 
     def run_for(self, trial: TrialRecord, reopen: bool = True) -> str:

@@ -21,6 +21,7 @@ from ..models.shortcuts import SHORTCUT_OPTIONS
 from .loop import PRECISIONS, Trainer, pick_device
 from .recipe import Recipe, cifar_recipe, imagenet_recipe
 
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit unsigned integers (torch's are wider)
 # The model families each dataset can feed; synthetic images fit any net (global pooling takes any size).
 DATASETS: dict[str, tuple[str, ...]] = {
     "cifar10": ("cifar",),
@@ -102,6 +103,8 @@ class TrainConfig:
             found.append(f"data_parallel: must be a positive integer, got {self.data_parallel!r}")
         elif self.recipe.batch_size % self.data_parallel:
             found.append(f"data_parallel: {self.data_parallel} workers cannot split batch {self.recipe.batch_size}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            found.append(f"seed: must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
         if self.eval_every is not None and self.eval_every < 1:
             found.append(f"eval_every: must be a positive integer, got {self.eval_every!r}")
         if self.device is not None and not DEVICE_PATTERN.fullmatch(self.device):

@@ -6,6 +6,7 @@ state of its own beyond what a checkpoint already holds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -41,16 +42,16 @@ class Recipe:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 found.append(f"recipe.{name}: must be a positive integer, got {getattr(self, name)!r}")
         for name in ("lr", "lr_decay"):
-            if not getattr(self, name) > 0:
-                found.append(f"recipe.{name}: must be > 0, got {getattr(self, name)!r}")
+            if not 0 < getattr(self, name) < math.inf:
+                found.append(f"recipe.{name}: must be > 0 and finite, got {getattr(self, name)!r}")
         if not 0 <= self.momentum < 1:
             found.append(f"recipe.momentum: must be in [0, 1), got {self.momentum!r}")
-        if self.weight_decay < 0:
-            found.append(f"recipe.weight_decay: must be >= 0, got {self.weight_decay!r}")
+        if not 0 <= self.weight_decay < math.inf:
+            found.append(f"recipe.weight_decay: must be >= 0 and finite, got {self.weight_decay!r}")
         if list(self.milestones) != sorted(self.milestones) or any(m < 1 for m in self.milestones):
             found.append(f"recipe.milestones: must be increasing positive iterations, got {self.milestones!r}")
-        if self.warmup_lr is not None and not self.warmup_lr > 0:
-            found.append(f"recipe.warmup_lr: must be > 0 or None, got {self.warmup_lr!r}")
+        if self.warmup_lr is not None and not 0 < self.warmup_lr < math.inf:
+            found.append(f"recipe.warmup_lr: must be > 0 and finite, or None, got {self.warmup_lr!r}")
         if not 0 < self.warmup_until_error <= 1:
             found.append(f"recipe.warmup_until_error: must be in (0, 1], got {self.warmup_until_error!r}")
         return found
