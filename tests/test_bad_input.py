@@ -49,6 +49,7 @@ CASES = [
     ("study", "--gpus-per-trial -1", "a share in (0, 1]"),
     ("study", "--data-parallel 0", "at least 1"),
     ("study", "--tracking-uri http://127.0.0.1:9", "pass another --tracking-uri"),
+    ("study", "--tracking-uri sqllite:///typo.db", "valid: http(s)://HOST:PORT"),
     ("study", "--resume", "nothing to resume"),
     ("study", "--data-source s3://b/x", "--data-source needs --data-dir"),
     ("study", "--dataset mnist", "choose from 'cifar10', 'imagenet'"),

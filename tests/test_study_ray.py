@@ -736,3 +736,67 @@ def test_missing_data_on_a_node_fails_its_trial_once_and_is_refused_before_trial
         assert not (tmp_path / "refused-smoke").exists()  # no trial, no experiment folder
     finally:
         stop_nodes(nodes)
+
+
+def test_a_restored_study_refuses_another_store_naming_both(tmp_path: Path) -> None:
+    """Tune restores a study's callbacks with the store its launch named: a re-run naming another store is
+    refused before anything is written there (it would track live into the old one and sync into the new)."""
+    settings = {"model": "cifar_resnet20", "iterations": 4, "eval_every": 2, "batch_size": 16}
+    script = write_study(tmp_path, "store_pin", "grid(lr=[0.1])", settings)
+    first, other = f"sqlite:///{tmp_path / 'first.db'}", f"sqlite:///{tmp_path / 'other.db'}"
+    assert run(script, "--storage", str(tmp_path), "--tracking-uri", first).returncode == 0
+    refused = run(script, "--storage", str(tmp_path), "--tracking-uri", other)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    message = refused.stderr.strip().splitlines()[-1]
+    assert f"launched tracking into {first}, but this run names {other}" in message
+    assert f"pass --tracking-uri {first} to continue it" in message and "Traceback" not in refused.stderr
+    assert not (tmp_path / "other.db").exists()
+    again = run(script, "--storage", str(tmp_path), "--tracking-uri", first)
+    assert again.returncode == 0 and "restoring" in again.stdout, again.stdout + again.stderr
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path):
+    """A 200 MB tmpfs mounted for the test (root with CAP_SYS_ADMIN, as on this project's machines)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_storage_stops_the_study_with_one_message_and_promotes_nothing(
+    small_filesystem: Path, cifar_subset: Path, tmp_path: Path
+) -> None:
+    """The disk under --storage fills after two checkpoints: the study ends saying what to do, and the trial
+    that errored is neither logged as a model nor registered. (Resuming after space is freed works only when
+    Ray's copy to the full disk did not truncate its experiment state: issue 19, part 2.)"""
+    from mlflow import MlflowClient
+
+    settings = {"model": "cifar_resnet20", "iterations": 48, "eval_every": 4, "batch_size": 32}
+    script = write_study(tmp_path, "full", "grid(lr=[0.1])", settings)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["--storage", str(small_filesystem), "--tracking-uri", store, "--data-dir", str(cifar_subset)]
+    driver = subprocess.Popen(
+        [sys.executable, str(script), *args], env=study_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=tmp_path,
+    )  # fmt: skip
+    wait_for(lambda: len(list(small_filesystem.glob("full-smoke/*/checkpoint_*"))) >= 2, 300, "two checkpoints")
+    with (small_filesystem / "filler").open("wb") as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(bytes(2**20))
+            filler.flush()
+    output, errors = driver.communicate(timeout=600)
+    assert driver.returncode == 1, output[-2000:] + errors[-3000:]
+    last = errors.strip().splitlines()[-1]
+    assert last.startswith(f"full: error: storage full at {small_filesystem / 'full-smoke'}"), errors[-3000:]
+    assert "free space (or make it writable) and run the study again with --resume" in last
+    client = MlflowClient(store, registry_uri=store)
+    assert client.search_registered_models() == []  # the half-trained trial is not promoted
+    experiment = client.get_experiment_by_name("full-smoke").experiment_id
+    (trial,) = [r for r in client.search_runs([experiment]) if "ray.trial_id" in r.data.tags]
+    assert trial.info.status != "FINISHED" and "reslab.model" not in trial.data.tags, trial

@@ -15,6 +15,7 @@ from .plan import format_plan, plan
 from .preflight import check_data_here
 from .runner import run_study
 from .spec import PROFILES, Study
+from .storage import StorageFault
 
 
 def build_parser(*studies: Study) -> argparse.ArgumentParser:
@@ -143,5 +144,8 @@ def main(*studies: Study, argv: list[str] | None = None) -> int:
     except (ValueError, TrackingUnavailable) as error:
         print(f"{study.name}: error: {error}", file=sys.stderr)
         return 2
+    except StorageFault as error:  # the study ran, and its storage stopped taking writes: what to do
+        print(f"{study.name}: error: {error}", file=sys.stderr)
+        return 1
     failed = [o for o in run.outcomes if o.status == "failed"]
     return 1 if failed else 0

@@ -8,6 +8,7 @@ finished trials are not re-run. A trial whose loss diverges ends as "diverged" a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from .claims import judge, untestable_reason, verdict_table, verdicts_markdown
 from .launch import earlier_fingerprints, experiment_name, grid_fingerprint, launch_record
 from .lock import driver_lock
 from .preflight import (
+    bootstrap_config,
     check_data_here,
     check_data_on_nodes,
     check_storage_is_shared,
@@ -35,7 +37,7 @@ from .preflight import (
 )
 from .resources import resources_fn, unschedulable
 from .spec import Study, Trial, variant_label
-from .storage import read_text, storage_uri, write_text
+from .storage import StorageFault, read_text, storage_fault, storage_uri, write_text
 from .summary import (
     TrialOutcome,
     late_mean,
@@ -154,21 +156,41 @@ def _run(
         check_storage_is_shared(launch.tracking_uri, launch.storage_uri, shared_storage)
     where, cluster_gpus = describe_cluster(launch.address)
     if problem := unschedulable(launch.trials, cluster_gpus, gpus_per_trial, where):
-        raise ValueError(problem)  # Tune would leave the trial PENDING for ever
+        if launch.address is None or bootstrap_config():  # nothing can join beyond what the autoscaler adds
+            raise ValueError(problem)  # Tune would leave the trial PENDING for ever
+        print(f"warning: {problem}; its trials wait for a node that has it to join", file=out)
     prepare_store(launch.tracking_uri)
     print(f"{launch.name}: {len(launch.trials)} trials on {where}", file=out)
     print(f"tracking: {launch.tracking_uri}   storage: {launch.path}", file=out, flush=True)
     node_options = {"allow_cpu_fallback": allow_cpu_fallback, "data_source": data_source}
     tuner = _tuner(launch, cluster_gpus, gpus_per_trial, max_concurrent_trials, verbose, node_options, out)
-    results = tuner.fit()
-    tracked = _sync_tracking(launch.path, launch.tracking_uri, results, out)
-    if tracked:
-        tags = {"study": launch.study.name, "profile": launch.profile}
-        _register_models(launch.tracking_uri, launch.name, results, tags, out)
-    run = _summarize(launch, results, out)
+    try:
+        results = tuner.fit()
+        tracked = _sync_tracking(launch.path, launch.tracking_uri, results, out)
+        if tracked:
+            tags = {"study": launch.study.name, "profile": launch.profile}
+            _register_models(launch.tracking_uri, launch.name, results, tags, out)
+        run = _summarize(launch, results, out)
+    except Exception as error:
+        if (fault := storage_fault(launch.path)) is None:
+            raise
+        _sync_after_fault(launch)
+        raise StorageFault(
+            f"storage {fault} at {launch.path} ({error_reason(error)}): free space (or make it writable) and run "
+            "the study again with --resume; each trial continues from its last checkpoint"
+        ) from error
     if tracked and not run.verdicts.empty:
         _record_verdicts(launch, run.verdicts, out)
     return run
+
+
+def _sync_after_fault(launch: Launch) -> None:
+    """Close the MLflow runs of a study its storage stopped, from the reports Ray's storage kept (best effort:
+    the store may be on the same full disk). Trials Tune marked errored stay failed; none is promoted."""
+    from .sync import sync_experiment
+
+    with contextlib.suppress(Exception):
+        sync_experiment(launch.path, launch.tracking_uri)
 
 
 def prepare_launch(
@@ -201,9 +223,28 @@ def prepare_launch(
     accepted = {grid_fingerprint(trials, study, profile), *earlier_fingerprints(trials, study, profile)}
     if stored is not None and json.loads(stored)["fingerprint"] not in accepted:
         raise ValueError(f"{launch.path} holds a different trial grid; pass another --storage or remove that folder")
-    if resume and not tune.Tuner.can_restore(launch.path):
+    restoring = tune.Tuner.can_restore(launch.path)
+    if resume and not restoring:
         raise ValueError(f"nothing to resume at {launch.path}: no experiment state there")
+    if restoring:
+        check_same_store(launch)
     return launch
+
+
+def check_same_store(launch: Launch) -> None:
+    """A restored study keeps tracking into the store its launch named (Tune restores its callbacks with
+    it): refuse another one rather than write live to the old store and sync into the new one."""
+    from .sync import LAUNCH_RECORD
+
+    record = json.loads(read_text(launch.path, LAUNCH_RECORD) or "{}")
+    launched = record.get("tracking_uri")  # absent in launches recorded before it was
+    if launched and launched != launch.tracking_uri:
+        raise ValueError(
+            f"{launch.path} was launched tracking into {launched}, but this run names {launch.tracking_uri}: "
+            f"pass --tracking-uri {shlex.quote(launched)} to continue it (copy its results into the other store "
+            f"afterwards with: reslab tracking sync {shlex.quote(launch.path)} --tracking-uri "
+            f"{shlex.quote(launch.tracking_uri)})"
+        )
 
 
 def _tuner(
@@ -231,7 +272,7 @@ def _tuner(
     study, profile, trials = launch.study, launch.profile, launch.trials
     fingerprint = grid_fingerprint(trials, study, profile)
     write_text(launch.path, "grid.json", json.dumps({"fingerprint": fingerprint, "trials": len(trials)}))
-    record = launch_record(study, profile, trials)
+    record = {**launch_record(study, profile, trials), "tracking_uri": launch.tracking_uri}
     write_text(launch.path, LAUNCH_RECORD, json.dumps(record, indent=2, default=str))
     location = artifact_location(launch.tracking_uri)
     writer = MLflowWriter(launch.tracking_uri, launch.name, record["tags"], record["definition"], location)

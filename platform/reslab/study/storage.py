@@ -3,8 +3,16 @@ same way in a local folder, on NFS or in a bucket (s3://...), through pyarrow's 
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
+
+MIN_FREE_BYTES = 64 * 2**20  # less free space than this on --storage: a checkpoint may not fit
+
+
+class StorageFault(OSError):
+    """The study's --storage took no more writes (full, read-only): the study stops with one message."""
 
 
 def is_cloud_uri(folder: str | Path) -> bool:
@@ -43,3 +51,27 @@ def delete_file(folder: str, name: str) -> None:
 def storage_uri(storage: str | os.PathLike) -> str:
     text = str(storage)
     return text if "://" in text else str(Path(text).resolve())
+
+
+def storage_fault(folder: str) -> str | None:
+    """Why a local --storage folder cannot take writes now ("full", "read-only"), or None when it can (and for
+    a bucket, which reports its own errors). Found by writing a small file there, as a checkpoint would."""
+    if is_cloud_uri(folder):
+        return None
+    path = Path(str(folder).removeprefix("file://"))
+    existing = next((p for p in [path, *path.parents] if p.exists()), None)
+    if existing is None:
+        return None
+    probe = existing / f".reslab-write-probe-{os.getpid()}"
+    try:
+        with probe.open("wb") as out:
+            out.write(bytes(2**16))
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            return "full"
+        return "read-only" if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else f"failing ({error.strerror})"
+    finally:
+        probe.unlink(missing_ok=True)
+    return "full" if shutil.disk_usage(existing).free < MIN_FREE_BYTES else None
