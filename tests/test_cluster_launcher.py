@@ -144,8 +144,10 @@ def loopback_sshd(base: Path, user: str):
     Path("/run/sshd").mkdir(exist_ok=True)
     started = sh(str(SSHD), "-f", str(config), "-E", str(base / "sshd.log"))
     assert started.returncode == 0, started.stderr
-    wait_for(lambda: (base / "sshd.pid").is_file(), 10, "sshd's pid file")
-    pid = int((base / "sshd.pid").read_text())
+    pid_file = base / "sshd.pid"
+    # sshd creates the file before it writes the number: wait for the number, not the file
+    wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip().isdigit(), 10, "sshd's pid")
+    pid = int(pid_file.read_text())
     try:
         yield
     finally:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -773,8 +774,8 @@ def test_a_full_storage_stops_the_study_with_one_message_and_promotes_nothing(
     small_filesystem: Path, cifar_subset: Path, tmp_path: Path
 ) -> None:
     """The disk under --storage fills after two checkpoints: the study ends saying what to do, and the trial
-    that errored is neither logged as a model nor registered. (Resuming after space is freed works only when
-    Ray's copy to the full disk did not truncate its experiment state: issue 19, part 2.)"""
+    that errored is neither logged as a model nor registered; once space is freed, --resume finishes it from
+    reslab's sealed state even when Tune's own copy was cut short."""
     from mlflow import MlflowClient
 
     settings = {"model": "cifar_resnet20", "iterations": 48, "eval_every": 4, "batch_size": 32}
@@ -800,3 +801,64 @@ def test_a_full_storage_stops_the_study_with_one_message_and_promotes_nothing(
     experiment = client.get_experiment_by_name("full-smoke").experiment_id
     (trial,) = [r for r in client.search_runs([experiment]) if "ray.trial_id" in r.data.tags]
     assert trial.info.status != "FINISHED" and "reslab.model" not in trial.data.tags, trial
+
+    (small_filesystem / "filler").unlink()  # space is freed
+    for state in small_filesystem.glob("full-smoke/experiment_state-*.json"):  # as Ray's copy to the full disk
+        state.write_bytes(state.read_bytes()[:2048])  # left it in 2 of 3 probes: cut short, unresumable by Tune
+    resumed = subprocess.run(
+        [sys.executable, str(script), *args, "--resume"], env=study_env(), capture_output=True, text=True,
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    assert "differed from what reslab sealed (cut short by a full disk, or altered)" in resumed.stdout
+    (trial,) = [r for r in client.search_runs([experiment]) if "ray.trial_id" in r.data.tags]
+    assert trial.info.status == "FINISHED", trial
+    assert max(m.step for m in client.get_metric_history(trial.info.run_id, "test_error")) == 48
+    (version,) = client.search_model_versions("name='cifar10-cifar_resnet20-A'")
+    assert version.run_id == trial.info.run_id  # the finished trial, and only it, is promoted
+
+
+class Payload:
+    """A pickle that runs `touch <marker>` when loaded: what a hostile file in a shared storage would hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_restore_unpickles_only_the_state_reslab_sealed(tmp_path: Path) -> None:
+    """Tune restores a study by unpickling tuner.pkl and its experiment state: a planted tuner.pkl is replaced
+    by reslab's sealed copy before Tune reads it (its payload never runs), an altered sealed copy or a state
+    reslab never sealed is refused before Ray starts, and --trust-storage restores an unsealed one."""
+    import pickle
+
+    settings = {"model": "cifar_resnet20", "iterations": 4, "eval_every": 2, "batch_size": 16}
+    script = write_study(tmp_path, "sealed", "grid(lr=[0.1])", settings)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ("--storage", str(tmp_path), "--tracking-uri", store)
+    assert run(script, *args).returncode == 0
+    experiment, marker = tmp_path / "sealed-smoke", tmp_path / "PAYLOAD_RAN"
+    (experiment / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))
+    planted = run(script, *args)
+    assert planted.returncode == 0, planted.stdout + planted.stderr
+    assert f"tuner.pkl in {experiment} differed from what reslab sealed" in planted.stdout
+    assert "restoring" in planted.stdout and not marker.exists()
+
+    manifest = json.loads((experiment / ".reslab-state" / "manifest.json").read_text())
+    sealed_tuner = experiment / ".reslab-state" / manifest["files"]["tuner.pkl"]["copy"]
+    sealed_tuner.write_bytes(pickle.dumps(Payload(marker)))  # the attacker writes the sealed copy too
+    altered = run(script, *args)
+    assert altered.returncode == 2, altered.stdout + altered.stderr
+    message = altered.stderr.strip().splitlines()[-1]
+    assert "reslab's sealed copy of tuner.pkl was altered or cut short" in message, altered.stderr
+    assert "Traceback" not in altered.stderr and "restoring" not in altered.stdout and not marker.exists()
+
+    shutil.rmtree(experiment / ".reslab-state")
+    unsealed = run(script, *args)
+    message = unsealed.stderr.strip().splitlines()[-1]
+    assert unsealed.returncode == 2 and "reslab did not seal" in message and "--trust-storage" in message
+    trusted = run(script, *args, "--trust-storage")  # Tune's own files are the ones the planted run restored
+    assert trusted.returncode == 0 and "restoring" in trusted.stdout, trusted.stdout + trusted.stderr
+    assert not marker.exists()

@@ -66,6 +66,12 @@ def build_parser(*studies: Study) -> argparse.ArgumentParser:
         action="store_true",
         help="require an existing experiment to restore (re-running restores one anyway)",
     )
+    parser.add_argument(
+        "--trust-storage",
+        action="store_true",
+        help="restore an experiment whose Ray Tune state reslab did not seal (launched by an earlier reslab): "
+        "Tune unpickles those files, so only for a folder whose every file you know",
+    )
     parser.add_argument("--max-concurrent-trials", type=positive_int, help="default: as many as resources allow")
     parser.add_argument("--gpus-per-trial", type=gpu_share, help="override the GPU share chosen from the model")
     parser.add_argument(
@@ -136,6 +142,7 @@ def main(*studies: Study, argv: list[str] | None = None) -> int:
             shared_storage=args.shared_storage,
             allow_cpu_fallback=args.allow_cpu_fallback,
             data_source=args.data_source,
+            trust_storage=args.trust_storage,
         )
     except DatasetNotFoundError as error:
         choices = f"; --dataset chooses the study's data: {', '.join(s.dataset for s in studies)}"

@@ -36,6 +36,7 @@ from .preflight import (
     ray_init,
 )
 from .resources import resources_fn, unschedulable
+from .seal import StateSeal, restore_sealed, seal_tuner_state, verified_state
 from .spec import Study, Trial, variant_label
 from .storage import StorageFault, read_text, storage_fault, storage_uri, write_text
 from .summary import (
@@ -105,6 +106,7 @@ class Launch:
     address: str | None  # the cluster joined, or None for an embedded Ray here
     tracking_uri: str
     storage_uri: str  # --storage, absolute
+    trust_storage: bool = False  # restore Tune's state files without reslab's seal over them (`study/seal.py`)
 
     @property
     def name(self) -> str:
@@ -130,10 +132,11 @@ def run_study(
     shared_storage: bool = False,
     allow_cpu_fallback: bool = False,
     data_source: str | None = None,
+    trust_storage: bool = False,
 ) -> StudyRun:
     """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary.
     One driver at a time runs an experiment: a second is refused before Ray starts (study/lock.py)."""
-    launch = prepare_launch(study, profile, data_dir, storage, tracking_uri, resume, data_source)
+    launch = prepare_launch(study, profile, data_dir, storage, tracking_uri, resume, data_source, trust_storage)
     with driver_lock(launch.path):
         return _run(
             launch, max_concurrent_trials, gpus_per_trial, out, verbose, shared_storage, allow_cpu_fallback, data_source
@@ -201,6 +204,7 @@ def prepare_launch(
     tracking_uri: str | None,
     resume: bool,
     data_source: str | None,
+    trust_storage: bool = False,
 ) -> Launch:
     """Everything knowable before Ray starts, each failure one ValueError (or DatasetNotFoundError,
     TrackingUnavailable) and nothing written: the study's config, the data here (or its source), the
@@ -218,7 +222,7 @@ def prepare_launch(
         check_data_here(trials)  # the trials read the data here
     tracking_uri = resolve_tracking_uri(tracking_uri)
     check_reachable(tracking_uri)  # a server that is down fails the launch before any trial starts
-    launch = Launch(study, profile, trials, address, tracking_uri, storage_uri(storage))
+    launch = Launch(study, profile, trials, address, tracking_uri, storage_uri(storage), trust_storage)
     stored = read_text(launch.path, "grid.json")
     accepted = {grid_fingerprint(trials, study, profile), *earlier_fingerprints(trials, study, profile)}
     if stored is not None and json.loads(stored)["fingerprint"] not in accepted:
@@ -227,6 +231,8 @@ def prepare_launch(
     if resume and not restoring:
         raise ValueError(f"nothing to resume at {launch.path}: no experiment state there")
     if restoring:
+        if not trust_storage:
+            verified_state(launch.path)  # SealBroken (a ValueError) before Ray starts
         check_same_store(launch)
     return launch
 
@@ -267,6 +273,14 @@ def _tuner(
 
     trainable = tune.with_resources(train_trial, resources_fn(cluster_gpus, gpus_per_trial))
     if tune.Tuner.can_restore(launch.path):
+        if not launch.trust_storage:  # Tune restores exactly the files reslab sealed, nothing planted or cut short
+            replaced = restore_sealed(launch.path, verified_state(launch.path))
+            if replaced:
+                print(
+                    f"{', '.join(replaced)} in {launch.path} differed from what reslab sealed (cut short by a full "
+                    "disk, or altered): restored from the sealed copy",
+                    file=out,
+                )
         print(f"restoring {launch.path}: finished trials are kept, unfinished ones resume", file=out)
         return tune.Tuner.restore(launch.path, trainable, resume_unfinished=True, resume_errored=True)
     study, profile, trials = launch.study, launch.profile, launch.trials
@@ -276,10 +290,12 @@ def _tuner(
     write_text(launch.path, LAUNCH_RECORD, json.dumps(record, indent=2, default=str))
     location = artifact_location(launch.tracking_uri)
     writer = MLflowWriter(launch.tracking_uri, launch.name, record["tags"], record["definition"], location)
-    return new_tuner(
+    tuner = new_tuner(
         trainable, study, profile, trials, launch.name, launch.storage_uri, max_concurrent, cluster_gpus,
-        MLflowTracking(writer), verbose, node_options,
+        [MLflowTracking(writer), StateSeal(launch.path)], verbose, node_options,
     )  # fmt: skip
+    seal_tuner_state(launch.path)  # the Tuner wrote tuner.pkl just now
+    return tuner
 
 
 def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:

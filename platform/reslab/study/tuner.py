@@ -22,7 +22,7 @@ def new_tuner(
     storage: str,
     max_concurrent: int | None,
     gpus: float,
-    tracking: Any,
+    callbacks: list[Any],
     verbose: bool = False,
     node_options: dict[str, Any] | None = None,
 ) -> Any:
@@ -61,7 +61,7 @@ def new_tuner(
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[tracking, ConsoleReport()],
+            callbacks=[*callbacks, ConsoleReport()],
             verbose=2 if verbose else 0,  # Ray Tune's own status table and trial dumps, behind --verbose
         ),
     )
