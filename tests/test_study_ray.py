@@ -796,6 +796,7 @@ def test_a_full_storage_stops_the_study_with_one_message_and_promotes_nothing(
     last = errors.strip().splitlines()[-1]
     assert last.startswith(f"full: error: storage full at {small_filesystem / 'full-smoke'}"), errors[-3000:]
     assert "free space (or make it writable) and run the study again with --resume" in last
+    assert "Traceback" not in errors and "No space left" not in errors.replace(last, ""), errors[-3000:]
     client = MlflowClient(store, registry_uri=store)
     assert client.search_registered_models() == []  # the half-trained trial is not promoted
     experiment = client.get_experiment_by_name("full-smoke").experiment_id

@@ -15,7 +15,7 @@ from .plan import format_plan, plan
 from .preflight import check_data_here
 from .runner import run_study
 from .spec import PROFILES, Study
-from .storage import StorageFault
+from .storage import StorageFault, quiet_storage_faults
 
 
 def build_parser(*studies: Study) -> argparse.ArgumentParser:
@@ -104,6 +104,8 @@ def configure_study_process(verbose: bool) -> None:
         settings["RAY_AIR_NEW_OUTPUT"] = "0"
     for name, value in settings.items():
         os.environ.setdefault(name, value)
+    if not verbose:
+        quiet_storage_faults()
 
 
 def main(*studies: Study, argv: list[str] | None = None) -> int:

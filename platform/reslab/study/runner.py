@@ -178,9 +178,9 @@ def _run(
         if (fault := storage_fault(launch.path)) is None:
             raise
         _sync_after_fault(launch)
-        raise StorageFault(
-            f"storage {fault} at {launch.path} ({error_reason(error)}): free space (or make it writable) and run "
-            "the study again with --resume; each trial continues from its last checkpoint"
+        raise StorageFault(  # what Tune raised then (a file it wrote cut short) is a consequence, not news
+            f"storage {fault} at {launch.path}: free space (or make it writable) and run the study again with "
+            "--resume; each trial continues from its last checkpoint"
         ) from error
     if tracked and not run.verdicts.empty:
         _record_verdicts(launch, run.verdicts, out)

@@ -4,6 +4,7 @@ same way in a local folder, on NFS or in a bucket (s3://...), through pyarrow's 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -11,8 +12,40 @@ from pathlib import Path
 MIN_FREE_BYTES = 64 * 2**20  # less free space than this on --storage: a checkpoint may not fit
 
 
+FAULT_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
+FAULT_TEXTS = ("No space left on device", "Read-only file system", "Disk quota exceeded")
+# the loggers Ray reports a failed write to storage on (a filter on a logger sees the records logged on it,
+# whichever handler Ray or Tune sets up later)
+RAY_STORAGE_LOGGERS = (
+    "ray.train._internal.syncer",  # "Last sync command failed ..."
+    "ray.tune.execution.experiment_state",  # "Saving experiment state to storage ... failed"
+    "ray.tune.execution.tune_controller",  # "Trial task failed ..." (a checkpoint that did not fit)
+)
+
+
 class StorageFault(OSError):
     """The study's --storage took no more writes (full, read-only): the study stops with one message."""
+
+
+class StorageFaultLogFilter(logging.Filter):
+    """Drops Ray's log records about a storage that takes no more writes: Ray logs a traceback for each failed
+    copy (29 tracebacks, 839 lines, when a 200 MB disk filled in the test), while the study ends with one
+    message saying what to do (`StorageFault`). Installed on Ray's loggers unless --verbose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, OSError) and error.errno in FAULT_ERRNOS:
+            return False
+        text = record.getMessage() + (str(error) if error is not None else "")
+        return not any(fault in text for fault in FAULT_TEXTS)
+
+
+def quiet_storage_faults() -> None:
+    """Leave a storage fault to the study's one message (see `StorageFaultLogFilter`)."""
+    for name in RAY_STORAGE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, StorageFaultLogFilter) for f in logger.filters):
+            logger.addFilter(StorageFaultLogFilter())
 
 
 def is_cloud_uri(folder: str | Path) -> bool:
