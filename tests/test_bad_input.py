@@ -33,8 +33,13 @@ CASES = [
     ("reslab", "train --model cifar_resnet20 --dataset synthetic --lr nan", "must be > 0 and finite"),
     ("reslab", "train --model cifar_resnet20 --dataset synthetic --seed 4294967296", "from 0 to 4294967295"),
     ("reslab", "models pull cifar10-cifar_resnet20-A --out {file}", "name a folder"),
+    ("reslab", "models pull cifar10-cifar_resnet20-A --out /proc/net/model", "name a place in a folder you can"),
+    ("reslab", "report plain_vs_residual-smoke --out /proc/report.html", "name a place in a folder you can write"),
+    ("reslab", "report plain_vs_residual-smoke --out {file}/report.html", "is not a folder"),
     ("reslab", "models list", "a study creates it when it runs"),
     ("reslab", "models list --tracking-uri http://127.0.0.1:9", "start it (mlflow server"),
+    ("reslab", "models list --tracking-uri sqlite:///{file}", "cannot be opened (file is not a database)"),
+    ("reslab", "report plain_vs_residual-smoke --tracking-uri sqlite:///{file}", "pass --tracking-uri naming"),
     ("reslab", "scorecard --tracking-uri foo://bar", "valid: http(s)://HOST:PORT"),
     ("reslab", "report plain_vs_residual-smoke", "pass --tracking-uri"),
     ("reslab", "tracking sync {missing}", "not a study's experiment folder"),
@@ -50,6 +55,7 @@ CASES = [
     ("study", "--data-parallel 0", "at least 1"),
     ("study", "--tracking-uri http://127.0.0.1:9", "pass another --tracking-uri"),
     ("study", "--tracking-uri sqllite:///typo.db", "valid: http(s)://HOST:PORT"),
+    ("study", "--tracking-uri sqlite:///{file}", "cannot be opened (file is not a database)"),
     ("study", "--resume", "nothing to resume"),
     ("study", "--data-source s3://b/x", "--data-source needs --data-dir"),
     ("study", "--dataset mnist", "choose from 'cifar10', 'imagenet'"),
@@ -107,3 +113,21 @@ def test_bad_input_is_one_message_naming_the_fix_and_writes_nothing(
 
 def test_the_table_covers_at_least_fifteen_kinds_of_bad_input() -> None:
     assert len(CASES) >= 15 and len({c for c, _, _ in CASES}) == 2
+
+
+def test_a_dashboard_port_in_use_is_refused_before_streamlit_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from reslab.tracking import prepare_store
+
+    store = prepare_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run("reslab", ["dashboard", "--tracking-uri", store, "--port", str(port)]) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == [f"reslab: error: --port {port} on 127.0.0.1 is not available (Address already in use); "
+                    "pass another --port"]  # fmt: skip

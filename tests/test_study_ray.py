@@ -770,42 +770,50 @@ def small_filesystem(tmp_path: Path):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def test_a_full_storage_stops_the_study_with_one_message_and_promotes_nothing(
+def fill(folder: Path) -> None:
+    with (folder / "filler").open("wb") as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(bytes(2**20))
+            filler.flush()
+
+
+def test_a_full_storage_stops_the_study_with_one_message_promotes_nothing_and_resumes(
     small_filesystem: Path, cifar_subset: Path, tmp_path: Path
 ) -> None:
     """The disk under --storage fills after two checkpoints: the study ends saying what to do, and the trial
     that errored is neither logged as a model nor registered; once space is freed, --resume finishes it from
-    reslab's sealed state even when Tune's own copy was cut short."""
+    reslab's sealed state even when Tune's own copy was cut short. (A storage turned read-only mid-study cannot
+    be made here: the mount stays busy while Ray writes there, so `remount,ro` fails with EBUSY until the study
+    ends; test_storage.py checks that a read-only one is recognised.)"""
     from mlflow import MlflowClient
 
     settings = {"model": "cifar_resnet20", "iterations": 48, "eval_every": 4, "batch_size": 32}
-    script = write_study(tmp_path, "full", "grid(lr=[0.1])", settings)
+    script = write_study(tmp_path, "faulty", "grid(lr=[0.1])", settings)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = ["--storage", str(small_filesystem), "--tracking-uri", store, "--data-dir", str(cifar_subset)]
+    storage = small_filesystem
+    args = ["--storage", str(storage), "--tracking-uri", store, "--data-dir", str(cifar_subset)]
     driver = subprocess.Popen(
         [sys.executable, str(script), *args], env=study_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, cwd=tmp_path,
     )  # fmt: skip
-    wait_for(lambda: len(list(small_filesystem.glob("full-smoke/*/checkpoint_*"))) >= 2, 300, "two checkpoints")
-    with (small_filesystem / "filler").open("wb") as filler, contextlib.suppress(OSError):
-        while True:
-            filler.write(bytes(2**20))
-            filler.flush()
+    wait_for(lambda: len(list(storage.glob("faulty-smoke/*/checkpoint_*"))) >= 2, 300, "two checkpoints")
+    fill(storage)
     output, errors = driver.communicate(timeout=600)
     assert driver.returncode == 1, output[-2000:] + errors[-3000:]
     last = errors.strip().splitlines()[-1]
-    assert last.startswith(f"full: error: storage full at {small_filesystem / 'full-smoke'}"), errors[-3000:]
+    assert last.startswith(f"faulty: error: storage full at {storage / 'faulty-smoke'}"), errors[-3000:]
     assert "free space (or make it writable) and run the study again with --resume" in last
-    assert "Traceback" not in errors and "No space left" not in errors.replace(last, ""), errors[-3000:]
+    quiet = errors.replace(last, "")
+    assert "Traceback" not in quiet and "No space left" not in quiet and "Read-only" not in quiet, errors[-3000:]
     client = MlflowClient(store, registry_uri=store)
     assert client.search_registered_models() == []  # the half-trained trial is not promoted
-    experiment = client.get_experiment_by_name("full-smoke").experiment_id
+    experiment = client.get_experiment_by_name("faulty-smoke").experiment_id
     (trial,) = [r for r in client.search_runs([experiment]) if "ray.trial_id" in r.data.tags]
     assert trial.info.status != "FINISHED" and "reslab.model" not in trial.data.tags, trial
 
-    (small_filesystem / "filler").unlink()  # space is freed
-    for state in small_filesystem.glob("full-smoke/experiment_state-*.json"):  # as Ray's copy to the full disk
-        state.write_bytes(state.read_bytes()[:2048])  # left it in 2 of 3 probes: cut short, unresumable by Tune
+    (storage / "filler").unlink()
+    for state in storage.glob("faulty-smoke/experiment_state-*.json"):  # as Ray's copy to the full disk left
+        state.write_bytes(state.read_bytes()[:2048])  # it in 2 of 3 probes: cut short, unresumable by Tune
     resumed = subprocess.run(
         [sys.executable, str(script), *args, "--resume"], env=study_env(), capture_output=True, text=True,
         cwd=tmp_path, timeout=600,

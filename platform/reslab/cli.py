@@ -194,6 +194,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     from .tracking.store import existing_store
 
     uri = existing_store(args.tracking_uri)
+    check_port_free(args.host, args.port)
     command = [
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.address", args.host,
@@ -207,15 +208,30 @@ def run_dashboard(args: argparse.Namespace) -> int:
     os.execve(sys.executable, command, {**os.environ, "RESLAB_TRACKING_URI": uri})
 
 
+def check_port_free(host: str, port: int) -> None:
+    """ValueError when `port` on `host` is taken (Streamlit would print the URL, then fail)."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ValueError(
+                f"--port {port} on {host} is not available ({error.strerror or error}); pass another --port"
+            ) from error
+
+
 def run_report(args: argparse.Namespace) -> int:
     """Write a study's report: one self-contained HTML file with its tables and figures."""
     from .dashboard.report import study_report
     from .tracking.store import existing_store
+    from .writable import check_writable
 
-    uri = existing_store(args.tracking_uri)
     out = args.out or Path(f"{args.study}.html")
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; name the HTML file to write, e.g. {out / (args.study + '.html')}")
+    check_writable(out, "--out")
+    uri = existing_store(args.tracking_uri)
     text = study_report(uri, args.study)  # before opening the file: a bad name or a store that is down writes nothing
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")

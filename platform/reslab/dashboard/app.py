@@ -32,7 +32,7 @@ from reslab.dashboard import (
 from reslab.dashboard.report import study_report
 from reslab.dashboard.scorecard import tally
 from reslab.study.summary import to_markdown
-from reslab.tracking import prepare_store, resolve_tracking_uri
+from reslab.tracking import TrackingUnavailable, prepare_store, resolve_tracking_uri
 
 REFRESH_S = 10  # cached queries expire this fast, so a running study's views follow it
 VERDICT_VIEW = ["statement", "source", "verdict", "effect", "ci_low", "ci_high", "n_lower", "n_higher", "reason"]
@@ -42,7 +42,11 @@ VERDICT_NOTE = (
 )
 
 st.set_page_config(page_title="reslab", layout="wide")
-uri = prepare_store(resolve_tracking_uri(os.environ.get("RESLAB_TRACKING_URI") or None))
+try:
+    uri = prepare_store(resolve_tracking_uri(os.environ.get("RESLAB_TRACKING_URI") or None))
+except (TrackingUnavailable, ValueError) as error:  # a damaged store, a URI with no store: say so, once
+    st.error(str(error))
+    st.stop()
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)

@@ -3,6 +3,7 @@ same way in a local folder, on NFS or in a bucket (s3://...), through pyarrow's 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -106,5 +107,6 @@ def storage_fault(folder: str) -> str | None:
             return "full"
         return "read-only" if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else f"failing ({error.strerror})"
     finally:
-        probe.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only mount even a missing file's unlink fails (EROFS)
+            probe.unlink(missing_ok=True)
     return "full" if shutil.disk_usage(existing).free < MIN_FREE_BYTES else None

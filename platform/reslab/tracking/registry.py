@@ -201,10 +201,12 @@ def download(uri: str, out: str | Path, tracking_uri: str | None = None) -> Path
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
 
+    from ..writable import check_writable
     from .store import existing_store
 
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"--out {out} is a file; name a folder to download the model into (made if missing)")
+    check_writable(out, "--out")
     tracking_uri = existing_store(tracking_uri)
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     source = logged_source(client, resolve_version(client, uri))

@@ -57,8 +57,12 @@ def prepare_store(uri: str) -> str:
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
-            db.execute("PRAGMA journal_mode=WAL")
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the schema: a damaged file fails
+        except sqlite3.DatabaseError as error:  # not a database, damaged, or a place that cannot be written
+            raise damaged_store(path, error) from error
     return uri
 
 
@@ -74,6 +78,8 @@ def artifact_location(uri: str) -> str | None:
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Raise `TrackingUnavailable` naming `uri` if an MLflow server there does not answer its health check,
     or if it asks for a login (its basic-auth app, as on a cluster's head) that this process does not have."""
+    if uri.startswith("sqlite:///"):
+        return _check_sqlite(Path(uri.removeprefix("sqlite:///")))
     if not uri.startswith(("http://", "https://")):
         return
     try:
@@ -86,6 +92,24 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     raise TrackingUnavailable(
         f"MLflow tracking server {uri} is unreachable ({reason}); start it (mlflow server --host 127.0.0.1 "
         "--port PORT) or pass another --tracking-uri, e.g. a local sqlite:///path/mlflow.db"
+    )
+
+
+def _check_sqlite(path: Path) -> None:
+    """An existing SQLite store must be a database that reads (opened read-only: a check writes nothing)."""
+    if not path.is_file():
+        return  # a new store: made when the study starts
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as error:
+        raise damaged_store(path, error) from error
+
+
+def damaged_store(path: Path, error: Exception) -> TrackingUnavailable:
+    return TrackingUnavailable(
+        f"MLflow store {path} cannot be opened ({error}): it is damaged, not an SQLite file, or in a folder this "
+        "user cannot write; pass --tracking-uri naming the study's store (or a copy of it)"
     )
 
 
