@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reslab.bench import run_benchmark
+from reslab.bench import format_results, run_benchmark
 
 
 def reslab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -90,6 +90,8 @@ def test_models_lists_the_zoo_with_sizes() -> None:
 
 def test_bench_measures_both_loops_and_their_ratio() -> None:
     (result,) = run_benchmark(["cifar_resnet20"], iterations=2, batch_size=16, reference_workers=0, num_images=64)
+    assert result.precision == "auto" and result.precision_used.startswith("auto: ")
+    assert f"reslab's precision: {result.precision_used}" in format_results([result])
     assert result.reslab_images_per_second > 0 and result.reference_images_per_second > 0
     assert 0.05 < result.speedup < 50  # one loop that did nothing, or timed nothing, would be far outside
     assert 50 < result.reslab_peak_memory_mb < 64 * 1024  # MB (torch alone is > 50), not bytes or KB

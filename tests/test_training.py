@@ -255,3 +255,33 @@ def test_a_trial_holding_a_gpu_torch_cannot_use_fails_naming_versions_unless_cpu
     message = str(refused.value)
     assert message.startswith(f"this trial holds GPU 0 but torch {torch.__version__}")
     assert "NVIDIA driver" in message and "pytorch.org/get-started" in message and "--allow-cpu-fallback" in message
+
+
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "expected", "why"),
+    [
+        (False, False, None, "auto: fp32 (this CPU has neither AMX nor AVX512-BF16"),
+        (False, True, torch.bfloat16, "natively: AVX512-BF16"),
+        (True, False, torch.bfloat16, "natively: AMX"),
+    ],
+)
+def test_auto_precision_takes_bf16_on_a_cpu_only_where_it_computes_it_natively(
+    monkeypatch: pytest.MonkeyPatch, amx: bool, avx512_bf16: bool, expected: torch.dtype | None, why: str
+) -> None:
+    from reslab.training.loop import precision_choice
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    dtype, reason = precision_choice("auto", torch.device("cpu"))
+    assert dtype == expected and why in reason
+    assert precision_choice("bf16", torch.device("cpu"))[0] == torch.bfloat16  # asked for: taken, even emulated
+    assert precision_choice("fp32", torch.device("cpu"))[0] is None
+
+
+def test_auto_precision_follows_this_machines_cpu_flags() -> None:
+    """What the kernel reports for this CPU (lscpu's flags) decides `auto`, not oneDNN's emulation."""
+    from reslab.training.loop import precision_choice
+
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    native = "amx_tile" in flags or "avx512_bf16" in flags
+    assert (precision_choice("auto", torch.device("cpu"))[0] == torch.bfloat16) == native

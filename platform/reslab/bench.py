@@ -22,6 +22,7 @@ from torchvision.transforms.functional import to_pil_image
 from .data import Splits, TensorData, synthetic_splits
 from .models import create_model, get_model_info
 from .training import Recipe, Trainer, pick_device
+from .training.loop import precision_choice
 
 WARMUP_ITERATIONS = 3  # untimed steps first: allocator, cuDNN autotuning, worker start-up
 
@@ -34,6 +35,7 @@ class BenchResult:
     device: str
     batch_size: int
     precision: str  # reslab's precision setting (the reference always trains in fp32)
+    precision_used: str  # what that setting chose here, and why (`training.loop.precision_choice`)
     reslab_images_per_second: float
     reference_images_per_second: float
     speedup: float  # reslab / reference
@@ -162,7 +164,16 @@ def run_benchmark(
         theirs_memory = _peak_memory_mb(target)
         results.append(
             BenchResult(
-                name, str(target), batch_size, precision, ours, theirs, ours / theirs, ours_memory, theirs_memory
+                name,
+                str(target),
+                batch_size,
+                precision,
+                precision_choice(precision, target)[1],
+                ours,
+                theirs,
+                ours / theirs,
+                ours_memory,
+                theirs_memory,
             )
         )
     return results
@@ -180,4 +191,6 @@ def format_results(results: list[BenchResult]) -> str:
             f"{r.model:<18} {r.reslab_images_per_second:>13.1f} {r.reference_images_per_second:>16.1f} "
             f"{r.speedup:>6.2f}x {r.reslab_peak_memory_mb:>10.0f} {r.reference_peak_memory_mb:>13.0f}"
         )
+    if results:
+        lines.append(f"reslab's precision: {results[0].precision_used}; the reference trains in fp32")
     return "\n".join(lines)
