@@ -160,3 +160,32 @@ def test_a_failing_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_
     assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
     assert "could not write the checkpoint" in full.stderr and "the previous checkpoint there is intact" in full.stderr
     assert not list((tmp_path / "full").glob(".checkpoint.pt.*"))
+
+
+HELP_PROBE = """
+import sys
+from reslab.cli import build_parser, main
+commands = list(build_parser()._subparsers._group_actions[0].choices)
+for argv in [[]] + [[c] for c in commands] + [["models", "list"], ["models", "pull"], ["tracking", "sync"]]:
+    try:
+        main([*argv, "--help"])
+    except SystemExit as done:
+        assert done.code == 0, argv
+heavy = sorted(m for m in ("torch", "torchvision", "mlflow", "ray", "pandas", "streamlit") if m in sys.modules)
+print(len(commands), heavy)
+"""
+
+
+def test_every_help_answers_without_loading_torch_mlflow_or_ray() -> None:
+    """`--help` of each command imports none of the heavy packages (an import check, not a timing)."""
+    done = subprocess.run([sys.executable, "-c", HELP_PROBE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    commands, heavy = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert heavy == "[]" and int(commands) >= 7, done.stdout[-500:]
+
+
+def test_version() -> None:
+    from reslab import __version__
+
+    done = subprocess.run([sys.executable, "-m", "reslab.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"reslab {__version__}"

@@ -8,13 +8,28 @@ import math
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from . import __version__
 from .arguments import port_number, positive_int
-from .data import DatasetNotFoundError
-from .models import complexity, create_model, get_model_info, list_models
-from .training import CheckpointError, Report, TrainConfig, TrainingDiverged, build_trainer, paper_recipe
 
-USER_ERRORS = (ValueError, LookupError, ConnectionError, DatasetNotFoundError, CheckpointError, TrainingDiverged)
+if TYPE_CHECKING:  # torch and the rest load in the command that needs them: `--help` answers at once
+    from .training import Report, TrainConfig
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The errors a command reports as one message (exit 2): bad input, a store or data that is not there.
+    reslab's own kinds only from the modules the command loaded (one not loaded raised nothing)."""
+    errors: list[type[BaseException]] = [ValueError, LookupError, ConnectionError]
+    if "reslab.data" in sys.modules:
+        from .data import DatasetNotFoundError
+
+        errors.append(DatasetNotFoundError)
+    if "reslab.training" in sys.modules:
+        from .training import CheckpointError, TrainingDiverged
+
+        errors += [CheckpointError, TrainingDiverged]
+    return tuple(errors)
 
 
 def _add_train_parser(commands: argparse._SubParsersAction) -> None:
@@ -44,6 +59,9 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
+    from .models import get_model_info
+    from .training import TrainConfig, paper_recipe
+
     family = get_model_info(args.model).family  # an unknown name raises listing the valid ones
     dataset = args.dataset or ("imagenet" if family == "imagenet" else "cifar10")
     recipe = paper_recipe(args.model, args.depth)
@@ -77,6 +95,8 @@ def format_report(report: Report, iterations: int) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from .training import CheckpointError, build_trainer
+
     config = _train_config(args).validate()
     if args.out and args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file; name a folder for config.json, metrics.jsonl, checkpoint.pt")
@@ -113,6 +133,8 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_zoo(_: argparse.Namespace) -> int:
+    from .models import complexity, create_model, get_model_info, list_models
+
     print(f"{'model':<18} {'family':<9} {'shortcut':<9} {'params':>12} {'mult-adds':>10}")
     for name in list_models():
         info = get_model_info(name)
@@ -270,6 +292,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reslab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"reslab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(commands)
     models = commands.add_parser("models", help="the model zoo (default), the trained-model registry, pulling a model")
@@ -330,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except USER_ERRORS as error:
+    except Exception as error:
+        if not isinstance(error, user_errors()):
+            raise
         print(f"reslab: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
