@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,8 @@ import pytest
 
 from conftest import REPO
 from reslab.tracking.layout import METRICS
+
+ray_version, mlflow_version = version("ray"), version("mlflow")
 
 pytestmark = pytest.mark.slow
 
@@ -491,7 +494,9 @@ def test_a_real_mlflow_server_receives_the_study(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr[-3000:]
         parents, children = tracked_runs(uri, "served-smoke")
         assert [p.info.status for p in parents] == ["FINISHED"]
-        assert parents[0].data.tags["profile"] == "smoke" and len(parents[0].data.tags["git_commit"]) == 40
+        tags = parents[0].data.tags
+        assert tags["profile"] == "smoke" and len(tags["git_commit"]) == 40 and tags["git_dirty"] in ("true", "false")
+        assert tags["ray_version"] == ray_version and tags["mlflow_version"] == mlflow_version
         assert children == {"lr=0.1-seed0": [12, 24], "lr=0.05-seed0": [12, 24]}
         from mlflow import MlflowClient
 

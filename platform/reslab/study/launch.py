@@ -46,28 +46,47 @@ def _fingerprint(configs: list[dict[str, Any]], study: Study, profile: str) -> s
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def source_state(source: Path) -> dict[str, str]:
+    """The commit of reslab's own source (not of the working directory), whether the tree differed from it
+    (uncommitted edits or new files: the commit alone does not say what ran) and a hash of that difference, so
+    two launches from the same edited tree can be told to match. "unknown" outside a git checkout."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(source), *args], capture_output=True, check=False, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.decode(errors="replace") if done.returncode == 0 else None
+
+    commit = (git("rev-parse", "HEAD") or "").strip()
+    if not commit:
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    status = git("status", "--porcelain", "--untracked-files=all") or ""
+    diff = (git("diff", "HEAD") or "") + status
+    if not status.strip():
+        return {"git_commit": commit, "git_dirty": "false"}
+    return {"git_commit": commit, "git_dirty": "true", "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest()}
+
+
 def launch_record(study: Study, profile: str, trials: list[Trial]) -> dict[str, Any]:
     """What a launch records about itself: provenance tags (command, commit, versions) and the study's
     definition (variant order, the paper's numbers, every trial's config). MLflow's parent run carries
     both; a copy beside grid.json lets `reslab tracking sync` rebuild them into a store that lost them."""
     import platform as python_platform
-    import subprocess
+    from importlib.metadata import version
 
     import torch
 
     from .. import __version__
 
-    try:  # the commit of reslab's own source (not of the working directory); "unknown" when not in a checkout
-        source = str(Path(__file__).resolve().parent)
-        found = subprocess.run(["git", "-C", source, "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-        commit = found.stdout.strip()
-    except OSError:
-        commit = ""
     tags = {
-        "git_commit": commit or "unknown",
+        **source_state(Path(__file__).resolve().parent),
         "profile": profile,
         "reslab_version": __version__,
         "torch_version": torch.__version__,
+        "ray_version": version("ray"),
+        "mlflow_version": version("mlflow"),
         "python_version": python_platform.python_version(),
         "command": " ".join(sys.argv),
         "study": study.name,
