@@ -104,5 +104,7 @@ IMAGENET = Study(
     ),
 )
 
+STUDIES = (CIFAR, IMAGENET)  # the first is the default; --dataset picks the other
+
 if __name__ == "__main__":
-    sys.exit(main(CIFAR, IMAGENET))
+    sys.exit(main(*STUDIES))

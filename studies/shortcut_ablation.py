@@ -62,5 +62,7 @@ CIFAR = Study(
     claims=shortcut_claims("cifar_plain20", "cifar_resnet20", "Table 3 (ImageNet), on CIFAR ResNet-20"),
 )
 
+STUDIES = (IMAGENET, CIFAR)  # the first is the default; --dataset picks the other
+
 if __name__ == "__main__":
-    sys.exit(main(IMAGENET, CIFAR))
+    sys.exit(main(*STUDIES))

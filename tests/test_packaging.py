@@ -1,5 +1,6 @@
 """The project as a user installs it: the built wheel, not the checkout. It carries the dashboard app, and
-`reslab dashboard` run from elsewhere serves it; a SIGTERM to `reslab dashboard` stops the server."""
+`reslab dashboard` run from elsewhere serves it; a SIGTERM to `reslab dashboard` stops the server. It carries
+the shipped studies, and `reslab study run NAME` runs one."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from reslab.tracking import prepare_store
 from test_study_ray import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "platform", "dashboard")  # what a source distribution holds
+SOURCES = ("pyproject.toml", "README.md", "platform", "dashboard", "studies")  # what a source distribution holds
 
 
 def answers(url: str) -> bool:
@@ -101,3 +102,28 @@ def test_the_installed_wheel_serves_the_dashboard_and_sigterm_stops_it(tmp_path:
         if dashboard.poll() is None:
             os.killpg(dashboard.pid, signal.SIGKILL)
             dashboard.wait()
+
+
+@pytest.mark.slow
+def test_the_installed_wheel_lists_and_runs_the_shipped_studies(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path)
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = sorted(p.stem for p in (REPO / "studies").glob("*.py") if not p.stem.startswith("_"))
+    assert all(f"reslab/studies/{name}.py" in names for name in shipped), names
+    env = install(wheel, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    reslab = str(env / "bin" / "reslab")
+    listed = subprocess.run([reslab, "study", "list"], capture_output=True, text=True, cwd=elsewhere, env=clean)
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == shipped
+    store = f"sqlite:///{elsewhere / 'mlflow.db'}"
+    done = subprocess.run(
+        [reslab, "study", "run", "lr_search", "--profile", "smoke", "--storage", "runs", "--tracking-uri", store],
+        capture_output=True, text=True, cwd=elsewhere, env=clean, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert (elsewhere / "runs" / "lr_search-smoke" / "summary.md").is_file()
+    refused = subprocess.run([reslab, "study", "run", "lr_serch"], capture_output=True, text=True, env=clean)
+    assert refused.returncode == 2 and "no study named 'lr_serch'; valid: cifar_depth" in refused.stderr

@@ -290,6 +290,22 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_study_command(args: argparse.Namespace) -> int:
+    """`reslab study list` / `reslab study run NAME [options]`: the shipped studies, from an installed wheel too."""
+    from .study.catalog import studies_of, study_module, study_names
+
+    if args.action == "list":
+        for name in study_names():
+            studies = studies_of(study_module(name))
+            datasets = ", ".join(s.dataset for s in studies)
+            print(f"{name:<20} {datasets:<18} {studies[0].title}")
+        return 0
+    from .study import main as study_main
+
+    module = study_module(args.name)
+    return study_main(*studies_of(module), argv=args.options, prog=f"reslab study run {args.name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reslab", description=__doc__)
     parser.add_argument("--version", action="version", version=f"reslab {__version__}")
@@ -304,6 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--out", type=Path, required=True, help="folder to download into")
     for action in (listing, pull):
         action.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
+    study = commands.add_parser("study", help="the paper's studies reslab ships: list them, run one")
+    study_actions = study.add_subparsers(dest="action", required=True)
+    study_actions.add_parser("list", help="the shipped studies, their datasets and titles")
+    run = study_actions.add_parser(
+        "run",
+        help="run a shipped study, as python studies/NAME.py would",
+        description="Every option after NAME goes to the study: see `reslab study run NAME --help`.",
+        add_help=False,  # --help after NAME is the study's own
+    )
+    run.add_argument("name", help="a study's name, as `reslab study list` gives it")
+    run.add_argument("options", nargs=argparse.REMAINDER, help="the study's options (--profile, --storage, ...)")
     tracking = commands.add_parser("tracking", help="MLflow tracking of studies")
     tracking_actions = tracking.add_subparsers(dest="action", required=True)
     sync = tracking_actions.add_parser("sync", help="deliver a study's results that MLflow missed (store was down)")
@@ -339,6 +366,7 @@ COMMANDS = {
     "train": run_train,
     "models": run_models,
     "tracking": run_tracking_sync,
+    "study": run_study_command,
     "dashboard": run_dashboard,
     "report": run_report,
     "scorecard": run_scorecard,

@@ -18,9 +18,9 @@ from .spec import PROFILES, Study
 from .storage import StorageFault, quiet_storage_faults
 
 
-def build_parser(*studies: Study) -> argparse.ArgumentParser:
+def build_parser(*studies: Study, prog: str | None = None) -> argparse.ArgumentParser:
     study = studies[0]
-    parser = argparse.ArgumentParser(description="; ".join(f"{s.title} ({s.dataset})" for s in studies))
+    parser = argparse.ArgumentParser(prog=prog, description="; ".join(f"{s.title} ({s.dataset})" for s in studies))
     if len(studies) > 1:
         parser.add_argument(
             "--dataset",
@@ -108,12 +108,12 @@ def configure_study_process(verbose: bool) -> None:
         quiet_storage_faults()
 
 
-def main(*studies: Study, argv: list[str] | None = None) -> int:
+def main(*studies: Study, argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse the shared flags and run (or plan) the chosen study; bad input exits 2 with one message.
 
     A study file may offer one study per dataset (e.g. CIFAR-10 and ImageNet); `--dataset` picks one.
     """
-    args = build_parser(*studies).parse_args(argv)
+    args = build_parser(*studies, prog=prog).parse_args(argv)
     configure_study_process(args.verbose)
     study = next(s for s in studies if s.dataset == getattr(args, "dataset", studies[0].dataset))
     if args.data_parallel is not None:

@@ -6,6 +6,7 @@ measured throughput of each distinct model on this device, so it is an estimate 
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -58,6 +59,18 @@ def measure_images_per_second(config: TrainConfig, device: torch.device) -> floa
     return PROBE_STEPS * batch_size / (time.perf_counter() - started)
 
 
+@functools.cache
+def _multiply_adds(model: str, depth: int | None, shortcut: str | None, size: tuple[int, int, int]) -> float:
+    extra = {"depth": depth} if depth is not None else {}
+    return complexity(create_model(model, shortcut=shortcut, **extra), size).multiply_adds
+
+
+def trial_compute(config: TrainConfig) -> float:
+    """Multiply-adds x 3 (forward + backward) x images over the whole trial: what it costs to train."""
+    macs = _multiply_adds(config.model, config.depth, config.shortcut, input_size(config))
+    return 3.0 * macs * config.recipe.iterations * config.recipe.batch_size
+
+
 def plan(trials: list[Trial], device: str | None = None) -> list[PlannedTrial]:
     """Compute and time estimates for every trial (one throughput probe per distinct model)."""
     target = pick_device(device)
@@ -69,14 +82,13 @@ def plan(trials: list[Trial], device: str | None = None) -> list[PlannedTrial]:
         if key not in speeds:
             speeds[key] = measure_images_per_second(config, target)
         images = config.recipe.iterations * config.recipe.batch_size
-        macs = complexity(_model(config), input_size(config)).multiply_adds
         planned.append(
             PlannedTrial(
                 trial.label,
                 trial.seed,
                 config.recipe.iterations,
                 config.recipe.batch_size,
-                3.0 * macs * images,
+                trial_compute(config),
                 images / speeds[key],
             )
         )

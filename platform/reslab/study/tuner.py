@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .plan import trial_compute
 from .spec import Study, Trial, trial_label
 from .trial import MAX_FAILURES
 
@@ -40,7 +41,10 @@ def new_tuner(
         # allow_cpu_fallback), the data folder (copy it from data_source)
         **(node_options or {}),
     }
-    points = [{"label": t.label, "seed": t.seed, "config": t.config.to_dict(), **point} for t in trials]
+    # the costliest trials first (stable: equal ones keep the study's order): on a fixed pool of workers the
+    # study ends when its last trial does, and a ResNet-1202 started last would run alone at the end
+    ordered = sorted(trials, key=lambda t: -trial_compute(t.config))
+    points = [{"label": t.label, "seed": t.seed, "config": t.config.to_dict(), **point} for t in ordered]
 
     def trial_name(trial: Any) -> str:
         return f"{trial_label(trial.config)}-seed{trial.config['trial']['seed']}"
