@@ -744,23 +744,6 @@ def test_missing_data_on_a_node_fails_its_trial_once_and_is_refused_before_trial
         stop_nodes(nodes)
 
 
-def test_a_restored_study_refuses_another_store_naming_both(tmp_path: Path) -> None:
-    """Tune restores a study's callbacks with the store its launch named: a re-run naming another store is
-    refused before anything is written there (it would track live into the old one and sync into the new)."""
-    settings = {"model": "cifar_resnet20", "iterations": 4, "eval_every": 2, "batch_size": 16}
-    script = write_study(tmp_path, "store_pin", "grid(lr=[0.1])", settings)
-    first, other = f"sqlite:///{tmp_path / 'first.db'}", f"sqlite:///{tmp_path / 'other.db'}"
-    assert run(script, "--storage", str(tmp_path), "--tracking-uri", first).returncode == 0
-    refused = run(script, "--storage", str(tmp_path), "--tracking-uri", other)
-    assert refused.returncode == 2, refused.stdout + refused.stderr
-    message = refused.stderr.strip().splitlines()[-1]
-    assert f"launched tracking into {first}, but this run names {other}" in message
-    assert f"pass --tracking-uri {first} to continue it" in message and "Traceback" not in refused.stderr
-    assert not (tmp_path / "other.db").exists()
-    again = run(script, "--storage", str(tmp_path), "--tracking-uri", first)
-    assert again.returncode == 0 and "restoring" in again.stdout, again.stdout + again.stderr
-
-
 @pytest.fixture
 def small_filesystem(tmp_path: Path):
     """A 200 MB tmpfs mounted for the test (root with CAP_SYS_ADMIN, as on this project's machines)."""
@@ -842,17 +825,26 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_restore_unpickles_only_the_state_reslab_sealed(tmp_path: Path) -> None:
-    """Tune restores a study by unpickling tuner.pkl and its experiment state: a planted tuner.pkl is replaced
-    by reslab's sealed copy before Tune reads it (its payload never runs), an altered sealed copy or a state
-    reslab never sealed is refused before Ray starts, and --trust-storage restores an unsealed one."""
+def test_a_restore_refuses_another_store_and_unpickles_only_the_state_reslab_sealed(tmp_path: Path) -> None:
+    """Tune restores a study with the callbacks (and so the store) of its launch: a re-run naming another store
+    is refused before anything is written there. Tune restores by unpickling tuner.pkl and its experiment
+    state: a planted tuner.pkl is replaced by reslab's sealed copy before Tune reads it (its payload never
+    runs), an altered sealed copy or a state reslab never sealed is refused before Ray starts, and
+    --trust-storage restores an unsealed one."""
     import pickle
 
     settings = {"model": "cifar_resnet20", "iterations": 4, "eval_every": 2, "batch_size": 16}
     script = write_study(tmp_path, "sealed", "grid(lr=[0.1])", settings)
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store, other = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'other.db'}"
     args = ("--storage", str(tmp_path), "--tracking-uri", store)
     assert run(script, *args).returncode == 0
+    refused = run(script, "--storage", str(tmp_path), "--tracking-uri", other)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    message = refused.stderr.strip().splitlines()[-1]
+    assert f"launched tracking into {store}, but this run names {other}" in message
+    assert f"pass --tracking-uri {store} to continue it" in message and "Traceback" not in refused.stderr
+    assert not (tmp_path / "other.db").exists()
+
     experiment, marker = tmp_path / "sealed-smoke", tmp_path / "PAYLOAD_RAN"
     (experiment / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))
     planted = run(script, *args)

@@ -46,7 +46,8 @@ NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit 
 
 
 def name_problem(kind: str, name: str) -> str | None:
-    """Why `name` cannot name a `kind` ("study", "registered model"), or None when it can."""
+    """Why `name` cannot name a `kind` (a "study": its folder and experiment are made from it), or None when it
+    can. Registered-model names need no check: `registry.registered_name` builds them from validated parts."""
     if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > 200:
         return f"{kind} name {name!r} is not allowed: use {NAME_RULE}, at most 200 characters"
     return None
