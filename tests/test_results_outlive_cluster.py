@@ -156,7 +156,7 @@ def test_results_live_in_postgres_and_s3_survive_a_server_restart_and_are_rebuil
         assert children == {"lr=0.1-seed0": every_step, "lr=0.05-seed0": every_step}, stdout[-3000:]  # none lost
         studies = bucket_keys(s3, "studies/outlive-smoke/")
         assert "studies/outlive-smoke/summary.md" in studies and any("/checkpoint_" in k for k in studies)
-        models_before = [k for k in bucket_keys(s3, "mlflow/") if k.endswith("reslab_weights.pt")]
+        models_before = [k for k in bucket_keys(s3, "mlflow/") if k.endswith("model.pt2")]
         assert models_before, "the registered nets' files are not in the bucket"
         assert not list(tmp_path.glob("runs")), "the study wrote a local store or storage"
 
@@ -185,8 +185,8 @@ def test_results_live_in_postgres_and_s3_survive_a_server_restart_and_are_rebuil
             capture_output=True, text=True, env=env, timeout=300,
         )  # fmt: skip
         assert pulled.returncode == 0, pulled.stderr[-3000:]
-        weights = next((tmp_path / "pulled").rglob("reslab_weights.pt"))
-        in_bucket = [k for k in bucket_keys(s3, "mlflow/") if k.endswith("reslab_weights.pt")]
+        weights = next((tmp_path / "pulled").rglob("model.pt2"))
+        in_bucket = [k for k in bucket_keys(s3, "mlflow/") if k.endswith("model.pt2")]
         assert len(in_bucket) > len(models_before)  # the sync logged the nets again, into the bucket
         bodies = {bucket_client(s3).get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in in_bucket}
         assert weights.read_bytes() in bodies  # the pulled net's weights are a file of the bucket
@@ -195,7 +195,7 @@ def test_results_live_in_postgres_and_s3_survive_a_server_restart_and_are_rebuil
 
         from reslab import load_model as load
 
-        net = load(weights.parent)
+        net = load(tmp_path / "pulled" / "model")
         assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     finally:
         stop_group(server)

@@ -23,6 +23,7 @@ PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: a trial's run under its launc
 VARIANT_TAG = "reslab.variant"  # the variant label (e.g. "cifar_resnet56"), as the study's tables name it
 REGISTERED_NAME_TAG = "reslab.registered_name"  # the registry name the trial's net goes under
 MODEL_TAG = "reslab.model"  # set once the trial's model is logged
+MODEL_ID_TAG = "reslab.model_id"  # the MLflow Logged Model that holds the trial's net (models:/<id>)
 MODEL_ERROR_TAG = "reslab.model_error"  # why the trial's model could not be logged
 CHECKPOINT_TAG = "reslab.checkpoint"  # where the checkpoint the model came from lives
 RUNTIME_TAG = "reslab.runtime"  # how the trial ran (data folder, device, precision, DDP workers), as JSON
@@ -37,7 +38,7 @@ PROFILE_TAG = "profile"  # on a launch run: the profile it ran ("smoke", "quick"
 STUDY_ARTIFACT = "study.json"  # on a launch run: variants in the paper's order, the paper's numbers, trials
 VERDICTS_ARTIFACT = "verdicts.csv"  # on a launch run: each claim's verdict with its effect, interval and n
 RESPONSES_ARTIFACT = "layer_responses.csv"  # on a trial's run: Fig. 7's per-layer response std
-MODEL_ARTIFACT = "model"  # on a trial's run: the folder a registered version points to
+MODEL_ARTIFACT = "model"  # the name of a trial's Logged Model (before MLflow 3 logging: its run's artifact folder)
 
 # What reslab names things it creates (studies, their experiments and folders, registered nets): one path
 # component that needs no quoting in a shell, a URL, an MLflow filter or a file system.

@@ -1,15 +1,17 @@
 """Trained nets in MLflow: logged per trial, the best per configuration registered, loaded back safely.
 
-Each finished trial logs its final net as an MLflow model (`mlflow.pytorch`, with a signature and an
-input example, so MLflow's own tools can serve it; MLflow 3 stores it as a `torch.export` program).
-Beside MLflow's files the model folder holds `reslab_model.json` (what to build) and
-`reslab_weights.pt` (the state dict). reslab loads only those two: the weights with
-`torch.load(weights_only=True)`, which refuses pickled code, so a model pulled from a shared
+Each finished trial logs its final net with `mlflow.pytorch.log_model` as an MLflow 3 Logged Model linked
+to its run (signature and input example included, so MLflow's own tools list, serve and load it; MLflow
+stores it as a `torch.export` program). Beside MLflow's files the model holds `reslab_model.json` (what to
+build). The weights are stored once, in the program: reslab reads them from it as raw tensors
+(`pt2_weights`), never unpickling, and builds the net from its spec, so a model pulled from a shared
 registry cannot run code on the researcher's machine.
 
 At the end of a study the best finished trial of each configuration (lowest final test error) is
-registered as `<dataset>-<model>-<shortcut>` (`<dataset>-<model>` for plain nets) and the alias
-`best` moves to that version.
+registered as `<dataset>-<model>-<shortcut>` (`<dataset>-<model>` for plain nets) from its Logged Model
+(`models:/<model_id>`), and the alias `best` moves to that version. Runs logged before reslab used
+Logged Models keep their model in the run's `model` artifact folder (with `reslab_weights.pt`); those
+still register, pull and load.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +34,12 @@ from torch import nn
 
 from ..models import create_model, get_model_info
 from ..training.checkpoint import CheckpointError, load_checkpoint
-from .layout import MODEL_ARTIFACT, MODEL_TAG, REGISTERED_NAME_TAG, TRIAL_TAG, filter_literal, run_status
+from .layout import MODEL_ARTIFACT, MODEL_ID_TAG, MODEL_TAG, REGISTERED_NAME_TAG, TRIAL_TAG, filter_literal, run_status
+from .pt2_weights import pt2_state_dict
 
 SPEC_FILE = "reslab_model.json"
-WEIGHTS_FILE = "reslab_weights.pt"
+WEIGHTS_FILE = "reslab_weights.pt"  # the state dict, in models logged before the weights lived only in the program
+PROGRAM_FILE = "data/model.pt2"  # where mlflow.pytorch keeps the torch.export program inside a model folder
 EXTRA_FILES = "extra_files"
 BEST_ALIAS = "best"
 # One MLflow model save at a time in a process: torch.export is not thread-safe, and a study warms it in a thread
@@ -97,29 +103,23 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec]:
     return model.eval(), spec
 
 
-def save_model_folder(model: nn.Module, spec: ModelSpec, folder: Path) -> Path:
-    """Write `model` as an MLflow pytorch model in `folder` plus reslab's safe spec + weights files."""
-    import mlflow.pytorch
+def _model_arguments(model: nn.Module, spec: ModelSpec, workdir: Path) -> dict[str, Any]:
+    """What `mlflow.pytorch.save_model` / `log_model` take for a reslab net: signature, input example,
+    reslab's spec as an extra file, the torch requirement, MLflow's safe (pt2) format."""
     from mlflow.models import infer_signature
 
-    # two images: with one, torch.export (MLflow's default format) would fix the batch size to 1
+    # two images: with one, torch.export would fix the batch size to 1
     example = torch.zeros((2, *spec.input_shape))
     with torch.no_grad():
         output = model(example)
-    extra = folder.parent / f"{folder.name}-extra"
-    extra.mkdir(parents=True, exist_ok=True)
-    (extra / SPEC_FILE).write_text(spec.to_json())
-    torch.save(model.state_dict(), extra / WEIGHTS_FILE)
-    with _SAVING:
-        mlflow.pytorch.save_model(
-            model,
-            str(folder),
-            signature=infer_signature(example.numpy(), output.numpy()),
-            input_example=example.numpy(),
-            extra_files=[str(extra / SPEC_FILE), str(extra / WEIGHTS_FILE)],
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        )
-    return folder
+    (workdir / SPEC_FILE).write_text(spec.to_json())
+    return {
+        "signature": infer_signature(example.numpy(), output.numpy()),
+        "input_example": example.numpy(),
+        "extra_files": [str(workdir / SPEC_FILE)],
+        "pip_requirements": [f"torch=={torch.__version__.split('+')[0]}"],
+        "serialization_format": "pt2",
+    }
 
 
 def warm_model_saving() -> None:
@@ -127,20 +127,54 @@ def warm_model_saving() -> None:
     3 s more than the next ones (torch.export imports torch._dynamo; MLflow maps every installed package to
     its modules to check the model's requirements); a study pays it in a thread while its trials train, not
     when its first trial ends."""
+    import mlflow.pytorch
+
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
     spec = ModelSpec("warm-up", None, None, 2, (1, 2, 2), "none")
-    with tempfile.TemporaryDirectory() as tmp:
-        save_model_folder(net, spec, Path(tmp) / MODEL_ARTIFACT)
+    with tempfile.TemporaryDirectory() as tmp, _SAVING:
+        mlflow.pytorch.save_model(net, str(Path(tmp) / MODEL_ARTIFACT), **_model_arguments(net, spec, Path(tmp)))
 
 
 def log_trial_model(client: Any, run_id: str, checkpoint_path: str | Path) -> ModelSpec:
-    """Log the net in a trial's final checkpoint into its run as the artifact folder `model`."""
+    """Log the net in a trial's final checkpoint as a Logged Model of its run (name `model`, the run's params,
+    tag `reslab.model_id` on the run)."""
+    import mlflow.pytorch
+
     model, spec = model_from_checkpoint(checkpoint_path)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = save_model_folder(model, spec, Path(tmp) / MODEL_ARTIFACT)
-        client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT)
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(
+        run.info.experiment_id,  # MLflow would file it under the default experiment when no run is active
+        name=MODEL_ARTIFACT,
+        source_run_id=run_id,
+        params=dict(run.data.params),
+        tags={MODEL_TAG: spec.model},
+    )
+    with tempfile.TemporaryDirectory() as tmp, _SAVING, _store_of(client):
+        mlflow.pytorch.log_model(
+            model,
+            name=MODEL_ARTIFACT,
+            model_id=logged.model_id,
+            run_id=run_id,
+            validate_serving_input=False,  # it would load the program back and run it: +0.7 s a model
+            **_model_arguments(model, spec, Path(tmp)),
+        )
+    client.set_tag(run_id, MODEL_ID_TAG, logged.model_id)
     client.set_tag(run_id, MODEL_TAG, spec.model)
     return spec
+
+
+def _store_of(client: Any) -> AbstractContextManager[None]:
+    """MLflow's fluent calls (log_model, and a version made from a Logged Model) use the global tracking URI:
+    point it at the client's store for the call, and back after."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    return _use_tracking_uri(client.tracking_uri)
+
+
+def model_source(run: Any) -> str:
+    """What a run's registered version points to: its Logged Model, or its `model` folder (older runs)."""
+    model_id = run.data.tags.get(MODEL_ID_TAG)
+    return f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
 
 
 def register_best(client: Any, runs: Iterable[Any], tags: dict[str, str]) -> dict[str, str]:
@@ -165,12 +199,14 @@ def register_best(client: Any, runs: Iterable[Any], tags: dict[str, str]) -> dic
         elif any(v.run_id == run.info.run_id for v in client.search_model_versions(f"name = {filter_literal(name)}")):
             continue  # registered by an earlier call: nothing new
         metrics = {k: str(v) for k, v in run.data.metrics.items() if k in ("train_error", "test_error")}
-        version = client.create_model_version(
-            name,
-            source=f"{run.info.artifact_uri}/{MODEL_ARTIFACT}",
-            run_id=run.info.run_id,
-            tags={**tags, **metrics, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id},
-        )
+        with _store_of(client):  # MLflow looks the Logged Model up in the global store
+            version = client.create_model_version(
+                name,
+                source=model_source(run),
+                run_id=run.info.run_id,
+                model_id=run.data.tags.get(MODEL_ID_TAG),
+                tags={**tags, **metrics, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id},
+            )
         client.set_registered_model_alias(name, BEST_ALIAS, version.version)
         versions[name] = str(version.version)
     return versions
@@ -197,7 +233,8 @@ def resolve_version(client: Any, uri: str) -> Any:
 
 
 def download(uri: str, out: str | Path, tracking_uri: str | None = None) -> Path:
-    """Copy the model folder of a registered version into `out`; returns that folder."""
+    """Copy the model folder of a registered version to `out/model` (replacing an earlier pull there); returns
+    that folder."""
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
 
@@ -211,38 +248,55 @@ def download(uri: str, out: str | Path, tracking_uri: str | None = None) -> Path
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     source = logged_source(client, resolve_version(client, uri))
     Path(out).mkdir(parents=True, exist_ok=True)
-    return Path(download_artifacts(artifact_uri=source, dst_path=str(out), tracking_uri=tracking_uri))
+    target = Path(out) / MODEL_ARTIFACT
+    with tempfile.TemporaryDirectory(dir=out, prefix=".pulling-") as tmp:
+        # a folder URI lands in dst/<its last name>: `model` for older runs, `artifacts` for a Logged Model
+        fetched = Path(download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri))
+        if target.is_dir():
+            shutil.rmtree(target)
+        fetched.replace(target)
+    return target
 
 
 def logged_source(client: Any, version: Any) -> str:
-    """Where a version's files are: the model its run logged into the store's artifacts. A version whose
-    source points anywhere else (MLflow accepts any URI: another folder of this machine, another bucket) is
-    refused, so pulling a name never copies files from outside the registry's own store."""
+    """Where a version's files are: the Logged Model its run logged (or, for older runs, the run's `model`
+    folder) in the store's artifacts. A version whose source points anywhere else (MLflow accepts any URI:
+    another folder of this machine, another bucket, another run's model) is refused, so pulling a name never
+    copies files from outside the registry's own store."""
     name = f"{version.name} version {version.version}"
     if not version.run_id:
         raise ModelNotFound(f"{name} was not made from a run's logged model (no run id): refusing to copy from it")
-    logged = f"{client.get_run(version.run_id).info.artifact_uri}/{MODEL_ARTIFACT}"
-    if version.source not in (logged, f"runs:/{version.run_id}/{MODEL_ARTIFACT}"):
+    run = client.get_run(version.run_id)
+    logged = model_source(run)
+    legacy = (f"{run.info.artifact_uri}/{MODEL_ARTIFACT}", f"runs:/{version.run_id}/{MODEL_ARTIFACT}")
+    if version.source != logged and version.source not in legacy:
         raise ModelNotFound(
             f"{name} points at {version.source}, not at the model its run logged ({logged}): refusing to copy "
             "from there; register the run's model again (reslab tracking sync) or pull another version"
         )
-    return logged
+    if version.source.startswith("models:/"):
+        return client.get_logged_model(version.source.removeprefix("models:/")).artifact_location
+    return legacy[0]
 
 
 def load_folder(folder: str | Path) -> nn.Module:
-    """The eval-mode net in a downloaded model folder, from reslab's spec and weights-only state dict."""
+    """The eval-mode net in a downloaded model folder: built from reslab's spec, its weights read from the
+    torch.export program as raw tensors (or, in older models, from a weights-only state dict)."""
     folder = Path(folder)
-    if (folder / EXTRA_FILES).is_dir():  # where mlflow.pytorch keeps extra files inside a model folder
-        folder = folder / EXTRA_FILES
-    spec_path, weights_path = folder / SPEC_FILE, folder / WEIGHTS_FILE
-    if not spec_path.is_file() or not weights_path.is_file():
-        raise CheckpointError(f"{folder} is not a reslab model folder (needs {SPEC_FILE} and {WEIGHTS_FILE})")
+    extra = folder / EXTRA_FILES if (folder / EXTRA_FILES).is_dir() else folder  # where mlflow.pytorch puts them
+    spec_path, weights_path, program = extra / SPEC_FILE, extra / WEIGHTS_FILE, folder / PROGRAM_FILE
+    if not spec_path.is_file() or not (weights_path.is_file() or program.is_file()):
+        raise CheckpointError(
+            f"{folder} is not a reslab model folder (needs {SPEC_FILE} and {PROGRAM_FILE} or {WEIGHTS_FILE})"
+        )
     spec = ModelSpec.from_json(spec_path.read_text())
-    try:
-        weights = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{weights_path} is unreadable ({type(error).__name__}: {error})") from error
+    if weights_path.is_file():
+        try:
+            weights = torch.load(weights_path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise CheckpointError(f"{weights_path} is unreadable ({type(error).__name__}: {error})") from error
+    else:
+        weights = pt2_state_dict(program)
     model = spec.build()
     model.load_state_dict(weights)
     return model.eval()

@@ -10,7 +10,7 @@ run again by its trial id and skips steps already logged: one run per trial, eac
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +41,8 @@ from .layout import (
     filter_literal,
     trial_status,
 )
+
+log = logging.getLogger(__name__)
 
 PARAMS_PER_BATCH = 100  # MLflow takes at most 100 params per log_batch
 
@@ -274,4 +276,4 @@ class MLflowWriter:
         except Exception as error:  # any failure to log a model must not end the study
             message = f"{type(error).__name__}: {error}".splitlines()[0]
             self.client.set_tag(run_id, MODEL_ERROR_TAG, message)
-            print(f"could not log the model of run {run_id}: {message}", file=sys.stderr)
+            log.warning("could not log the model of run %s: %s", run_id, message)
