@@ -41,8 +41,50 @@ def test_train_json_prints_one_object_on_the_last_line(tmp_path: Path) -> None:
     for key in ("train_error", "test_error", "images_per_second"):
         assert key in result and result[key] >= 0
     assert "iter       3/6" in done.stderr and "test err" in done.stderr  # progress goes to stderr
+    assert "\r" not in done.stderr and "6/6 [" not in done.stderr  # no progress bar off a terminal
     assert json.loads((tmp_path / "run" / "config.json").read_text())["recipe"]["iterations"] == 6
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_train_on_a_terminal_shows_a_bar_with_loss_error_speed_and_time_left() -> None:
+    """`reslab train` in a real pseudo-terminal (160 columns): tqdm's bar with the iteration, the latest
+    batch's loss and error, the last test error, img/s and the time left, the report lines above it."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import select
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    command = ["train", "--model", "cifar_resnet20", "--dataset", "synthetic", "--iterations", "40"]
+    command += ["--eval-every", "20", "--batch-size", "16"]
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("reslab")), *command],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower, close_fds=True,
+    )  # fmt: skip
+    os.close(follower)
+    shown = b""
+    while True:  # read as it comes: a full pseudo-terminal would block the process
+        ready, _, _ = select.select([leader], [], [], 120)
+        assert ready, "reslab train went silent for 2 minutes"
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the process closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 0, shown.decode(errors="replace")[-3000:]
+    text = shown.decode(errors="replace")
+    assert "iter      20/40" in text and "iter      40/40" in text  # the report lines, as without a bar
+    final = re.search(r"iter      40/40  train err .*test err +(\d+\.\d\d)%", text)
+    bar = rf"40/40 \[\d\d:\d\d<00:00, loss \d+\.\d{{3}}  err \d+\.\d%  test err {final[1]}%  [1-9]\d* img/s\]"
+    assert re.search(bar, text), text[-2000:]  # the last test error, from the report just written
+    assert re.search(r"\d+/40 \[\d\d:\d\d<\d\d:\d\d, loss", text)  # the time left while it runs
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:

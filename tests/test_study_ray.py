@@ -412,6 +412,40 @@ def test_lr_search_samples_with_optuna_and_stops_with_asha(tmp_path: Path) -> No
     assert table.iloc[0]["status"] == "finished"  # the best row is a finished trial
     assert "Best finished trial: lr=" in done.stdout
 
+    # Optuna's study is a journal beside the results: the same four samples, and optuna-dashboard serves it
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "lr_search-smoke" / "optuna.journal"
+    assert f"search: optuna-dashboard {journal}" in done.stdout
+    searched = optuna.load_study(study_name="lr_search-smoke", storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert sorted(t.params["sampled/lr"] for t in searched.trials) == pytest.approx(sorted(table["lr"]))
+    port = free_port()
+    dashboard = subprocess.Popen(
+        [str(Path(sys.executable).with_name("optuna-dashboard")), str(journal), "--host", "127.0.0.1", "--port",
+         str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        import urllib.request
+
+        def answers() -> bool:
+            with contextlib.suppress(OSError):
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2).status == 200
+            return False
+
+        wait_for(answers, 60, "optuna-dashboard")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as answer:
+            summaries = json.load(answer)["study_summaries"]
+        assert [s["study_name"] for s in summaries] == ["lr_search-smoke"]
+        study_id = summaries[0]["study_id"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study_id}?after=0", timeout=10) as answer:
+            assert len(json.load(answer)["trials"]) == 4
+    finally:
+        os.killpg(dashboard.pid, signal.SIGTERM)
+        dashboard.wait(timeout=30)
+
 
 def test_a_data_parallel_trial_trains_on_two_gloo_workers_and_resumes_when_killed(tmp_path: Path) -> None:
     """The same trial loop on 2 Ray Train workers (gloo): DDP keeps the replicas identical, a diverging trial
@@ -548,6 +582,14 @@ def test_a_study_registers_its_best_nets_and_a_pulled_net_predicts_as_trained(
     run_ = client.get_run(version.run_id)
     assert version.tags["study"] == "again" and run_.info.run_name == "A-seed0"
     assert float(version.tags["test_error"]) == run_.data.metrics["test_error"]
+    # each finished trial's net is an MLflow 3 Logged Model of its run, and the version is made from it
+    import mlflow
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(uri):
+        logged = mlflow.search_logged_models(experiment_ids=[run_.info.experiment_id], output_format="list")
+    assert [m.source_run_id for m in logged] == [run_.info.run_id]
+    assert version.source == f"models:/{logged[0].model_id}" and logged[0].params["seed"] == "0"
 
     listed = subprocess.run(
         [str(Path(sys.executable).with_name("reslab")), "models", "list", "--tracking-uri", uri],

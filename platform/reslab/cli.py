@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .arguments import port_number, positive_int
+from .logs import configure_logging
 
 if TYPE_CHECKING:  # torch and the rest load in the command that needs them: `--help` answers at once
     from .training import Report, TrainConfig
@@ -96,6 +97,7 @@ def format_report(report: Report, iterations: int) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from .training import CheckpointError, build_trainer
+    from .training.progress import TrainingProgress
 
     config = _train_config(args).validate()
     if args.out and args.out.exists() and not args.out.is_dir():
@@ -115,14 +117,19 @@ def run_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
 
+    progress = TrainingProgress(config.recipe.iterations, start=trainer.iteration)
+
     def on_report(report: Report) -> None:
-        print(format_report(report, config.recipe.iterations), file=sys.stderr, flush=True)
+        progress.write(format_report(report, config.recipe.iterations), test_error=report.test_error)
         if args.out:
             with (args.out / "metrics.jsonl").open("a") as f:
                 f.write(json.dumps(report.as_dict()) + "\n")
             trainer.save(checkpoint, config=config.to_dict())
 
-    final = trainer.run(on_report)
+    try:
+        final = trainer.run(on_report, on_step=progress.step)
+    finally:
+        progress.close()
     if args.json and final is not None:
         print(json.dumps({**final.as_dict(), "iterations": final.iteration, "model": config.model}))
     return 0
@@ -379,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small JSON file is noise
     args = build_parser().parse_args(argv)
+    configure_logging()
     try:
         return COMMANDS[args.command](args)
     except Exception as error:

@@ -10,6 +10,7 @@ from dataclasses import replace
 from ..arguments import gpu_share, positive_int
 from ..data import DatasetNotFoundError
 from ..data.fetch import check_source
+from ..logs import configure_logging
 from ..tracking import TrackingUnavailable
 from .plan import format_plan, plan
 from .preflight import check_data_here
@@ -115,6 +116,7 @@ def main(*studies: Study, argv: list[str] | None = None, prog: str | None = None
     """
     args = build_parser(*studies, prog=prog).parse_args(argv)
     configure_study_process(args.verbose)
+    configure_logging(args.verbose)
     study = next(s for s in studies if s.dataset == getattr(args, "dataset", studies[0].dataset))
     if args.data_parallel is not None:
         study = replace(study, settings={**study.settings, "data_parallel": args.data_parallel})

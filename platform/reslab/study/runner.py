@@ -37,6 +37,7 @@ from .preflight import (
 )
 from .resources import resources_fn, unschedulable
 from .seal import StateSeal, restore_sealed, seal_tuner_state, verified_state
+from .search_journal import fetch_journal, publish_journal
 from .spec import Study, Trial, variant_label
 from .storage import StorageFault, read_text, storage_fault, storage_uri, write_text
 from .summary import (
@@ -282,6 +283,8 @@ def _tuner(
                     file=out,
                 )
         print(f"restoring {launch.path}: finished trials are kept, unfinished ones resume", file=out)
+        if launch.study.search is not None:
+            fetch_journal(launch.path)  # the restored searcher reopens its Optuna journal
         return tune.Tuner.restore(launch.path, trainable, resume_unfinished=True, resume_errored=True)
     study, profile, trials = launch.study, launch.profile, launch.trials
     fingerprint = grid_fingerprint(trials, study, profile)
@@ -333,6 +336,8 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
     print(markdown, file=out)
     print(f"results: {launch.path} (summary.md, summary.csv; Ray Tune's trial folders)", file=out)
     print(f"dashboard: reslab dashboard --tracking-uri {launch.tracking_uri}", file=out)
+    if study.search is not None:
+        print(f"search: optuna-dashboard {publish_journal(launch.path)}", file=out)
     return StudyRun(launch.path, outcomes, table, verdict_table(verdicts), interrupted=bool(unfinished))
 
 

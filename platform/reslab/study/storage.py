@@ -60,21 +60,30 @@ def filesystem(uri: str):
     return pyarrow.fs.FileSystem.from_uri(uri)
 
 
-def write_text(folder: str, name: str, text: str) -> None:
+def write_bytes(folder: str, name: str, data: bytes) -> None:
     fs, path = filesystem(folder)
     fs.create_dir(path, recursive=True)
     with fs.open_output_stream(f"{path}/{name}") as out:
-        out.write(text.encode())
+        out.write(data)
 
 
-def read_text(folder: str, name: str) -> str | None:
+def read_bytes(folder: str, name: str) -> bytes | None:
     import pyarrow.fs
 
     fs, path = filesystem(folder)
     if fs.get_file_info(f"{path}/{name}").type == pyarrow.fs.FileType.NotFound:
         return None
     with fs.open_input_stream(f"{path}/{name}") as stream:
-        return stream.read().decode()
+        return stream.read()
+
+
+def write_text(folder: str, name: str, text: str) -> None:
+    write_bytes(folder, name, text.encode())
+
+
+def read_text(folder: str, name: str) -> str | None:
+    data = read_bytes(folder, name)
+    return None if data is None else data.decode()
 
 
 def delete_file(folder: str, name: str) -> None:

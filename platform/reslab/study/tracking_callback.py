@@ -9,7 +9,7 @@ sync delivers what is missing when the store is back), and the store is tried ag
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +20,8 @@ from ray.tune import Callback
 from ..tracking.registry import warm_model_saving
 from ..tracking.writer import MLflowWriter, TrialRecord
 from .spec import trial_label
+
+log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 10.0  # while the store does not answer, how long writes are skipped before trying again
 
@@ -99,14 +101,15 @@ class MLflowTracking(Callback):
             if self.down_since is None:
                 self.down_since = time.time()
                 reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-                print(
-                    f"MLflow store {self.uri} stopped answering ({reason}); training goes on and results are "
-                    "kept in Ray's storage until it is back",
-                    file=sys.stderr,
+                log.warning(
+                    "MLflow store %s stopped answering (%s); training goes on and results are kept in Ray's "
+                    "storage until it is back",
+                    self.uri,
+                    reason,
                 )
             return
         if self.down_since is not None:
-            print(f"MLflow store {self.uri} answers again", file=sys.stderr)
+            log.info("MLflow store %s answers again", self.uri)
             self.down_since = None
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -128,10 +131,11 @@ class MLflowTracking(Callback):
         if self._preparing is not None:
             self._preparing.join()  # a study that ended within seconds: the process must not exit under it
         if self.skipped_writes:
-            print(
-                f"MLflow store {self.uri}: {self.skipped_writes} writes were skipped while it did not answer; "
-                "the study syncs them from Ray's storage now (or run `reslab tracking sync` later)",
-                file=sys.stderr,
+            log.warning(
+                "MLflow store %s: %d writes were skipped while it did not answer; the study syncs them from "
+                "Ray's storage now (or run `reslab tracking sync` later)",
+                self.uri,
+                self.skipped_writes,
             )
 
 

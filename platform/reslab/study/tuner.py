@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .plan import trial_compute
+from .search_journal import optuna_storage
 from .spec import Study, Trial, trial_label
 from .trial import MAX_FAILURES
 
@@ -55,7 +56,8 @@ def new_tuner(
         tune_config = tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=REUSE_ACTORS, **names)
     else:
         param_space = {"trial": points[0], "sampled": {k: tune.loguniform(*v) for k, v in study.search.space.items()}}
-        tune_config = search_config(study, profile, trials[0].config.recipe.iterations, max_concurrent, names)
+        iterations = trials[0].config.recipe.iterations
+        tune_config = search_config(study, profile, iterations, max_concurrent, names, f"{storage}/{name}")
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -71,8 +73,11 @@ def new_tuner(
     )
 
 
-def search_config(study: Study, profile: str, iterations: int, max_concurrent: int | None, names: dict) -> Any:
-    """Optuna TPE (seeded, so a search is repeatable) proposing trials, ASHA stopping the weak ones."""
+def search_config(
+    study: Study, profile: str, iterations: int, max_concurrent: int | None, names: dict, experiment_path: str
+) -> Any:
+    """Optuna TPE (seeded, so a search is repeatable) proposing trials, ASHA stopping the weak ones; the
+    Optuna study is kept in a journal beside the results (`search_journal`), named after the experiment."""
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -82,7 +87,11 @@ def search_config(study: Study, profile: str, iterations: int, max_concurrent: i
     return tune.TuneConfig(
         metric=study.metric,
         mode="min",
-        search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=0)),
+        search_alg=OptunaSearch(
+            sampler=optuna.samplers.TPESampler(seed=0),
+            storage=optuna_storage(experiment_path),
+            study_name=experiment_path.rstrip("/").rsplit("/", 1)[-1],
+        ),
         scheduler=ASHAScheduler(
             time_attr="iteration",
             max_t=iterations,

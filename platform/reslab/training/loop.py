@@ -26,6 +26,9 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .cuda import cuda_problem
 from .recipe import Recipe
 
+# what `Trainer.run` hands a step callback: iteration, the batch's summed loss and error count (on the
+# device), the batch size
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor, int], None]
 WARMUP_WINDOW = 20  # iterations whose mean training error decides the end of the warm-up
 
 
@@ -194,8 +197,12 @@ class Trainer:
         if full and sum(self.warmup_errors) / len(self.warmup_errors) < self.recipe.warmup_until_error:
             self.warming_up = False
 
-    def run(self, on_report: Callable[[Report], None] | None = None) -> Report | None:
-        """Train until `recipe.iterations`, reporting every `eval_every` steps and at the end."""
+    def run(
+        self, on_report: Callable[[Report], None] | None = None, on_step: StepCallback | None = None
+    ) -> Report | None:
+        """Train until `recipe.iterations`, reporting every `eval_every` steps and at the end. `on_step` sees
+        every step (iteration, the batch's summed loss and errors as device tensors, its size): reading a
+        tensor waits for the device, so a progress display reads them only when it redraws."""
         loss_sum = torch.zeros((), device=self.device)
         error_sum = torch.zeros((), device=self.device, dtype=torch.long)
         seen, started = 0, time.perf_counter()
@@ -208,6 +215,8 @@ class Trainer:
             if self.warming_up:
                 self._update_warmup(batch_errors, len(labels))
             self.iteration += 1
+            if on_step is not None:
+                on_step(self.iteration, batch_loss, batch_errors, len(labels))
             if self.iteration % self.eval_every == 0 or self.iteration == self.recipe.iterations:
                 seen_total = torch.tensor(float(seen), device=self.device, dtype=torch.float64)
                 totals = self.shard.sum(torch.stack([loss_sum.double(), error_sum.double(), seen_total]))
