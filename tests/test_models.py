@@ -130,3 +130,49 @@ def test_he_initialisation_and_bias_free_convolutions() -> None:
     assert all(c.bias is None for c in convs)
     conv = model.stages[3][0].residual[3]  # 3x3, 512 -> 512: fan_out = 9 * 512
     assert conv.weight.std().item() == pytest.approx((2 / (9 * 512)) ** 0.5, rel=0.02)
+
+
+def _torchvision_name(key: str) -> str:
+    """reslab's state-dict name -> torchvision's ResNet name (stem -> conv1/bn1, stages -> layer1..4, each
+    block's residual branch -> conv1/bn1/conv2/bn2[/conv3/bn3], the projection shortcut -> downsample)."""
+    import re
+
+    key = key.replace("stem.0.", "conv1.").replace("stem.1.", "bn1.")
+    match = re.fullmatch(r"stages\.(\d)\.(\d+)\.(residual|shortcut)\.(\d)\.(.+)", key)
+    if match is None:
+        return key  # fc.weight, fc.bias: the same name
+    stage, block, branch, index, rest = match.groups()
+    residual = {"0": "conv1", "1": "bn1", "3": "conv2", "4": "bn2", "6": "conv3", "7": "bn3"}
+    name = residual[index] if branch == "residual" else f"downsample.{index}"
+    return f"layer{int(stage) + 1}.{block}.{name}.{rest}"
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50])
+def test_torchvision_weights_renamed_into_reslabs_net_give_the_same_outputs(depth: int) -> None:
+    """A second, independent implementation guarding the zoo: torchvision's ResNet (random weights and BN
+    statistics, nothing downloaded) loaded into reslab's option-B net by renaming alone predicts the same.
+    torchvision's bottleneck puts the stride on the 3x3 convolution, the paper's on the first 1x1 (README,
+    Models): for 50 the strides are moved to torchvision's places after loading, which changes no weight."""
+    torch.manual_seed(depth)
+    reference = getattr(torchvision.models, f"resnet{depth}")(weights=None).eval()
+    with torch.no_grad():
+        for module in reference.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):  # BN in eval mode with statistics that matter
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    ours = create_model(f"resnet{depth}").eval()
+    theirs = reference.state_dict()
+    renamed = {key: _torchvision_name(key) for key in ours.state_dict()}
+    assert sorted(renamed.values()) == sorted(theirs)  # every tensor named once, none left over
+    ours.load_state_dict({key: theirs[name] for key, name in renamed.items()})
+    if depth >= 50:
+        for block in ours.blocks:
+            first, middle = block.residual[0], block.residual[3]
+            first.stride, middle.stride = middle.stride, first.stride
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected, got = reference(images), ours(images)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5), (got - expected).abs().max()
+    assert torch.equal(got.argmax(1), expected.argmax(1))
