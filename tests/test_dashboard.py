@@ -435,9 +435,10 @@ def test_the_search_view_shows_the_sampled_values_of_a_real_lr_search(
     assert len(trials) == 4 and trials["lr"].between(0.01, 1.0).all()
     assert trials["weight_decay"].between(1e-5, 1e-3).all()
     finished = trials[trials["complete"]]
-    assert len(finished) >= 1 and finished["test_error"].is_monotonic_increasing  # best first
+    assert len(finished) >= 1 and finished["validation_error"].is_monotonic_increasing  # best first, as selected
+    assert trials["validation_error"].notna().all() and trials["test_error"].notna().all()
     labels = [d.label for d in search_figure(trials).data[0].dimensions]
-    assert labels == ["log10 lr", "log10 weight_decay", "iterations", "test error (%)"]
+    assert labels == ["log10 lr", "log10 weight_decay", "iterations", "validation error (%)", "test error (%)"]
     app = app_test(uri, monkeypatch)
     assert not app.exception
     assert any("Parcoords" in c.proto.spec or "parcoords" in c.proto.spec for c in app.get("plotly_chart"))

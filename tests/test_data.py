@@ -40,11 +40,31 @@ def test_validation_split_is_seeded_disjoint_and_ninety_ten(cifar_subset: Path) 
     a = load_cifar10(cifar_subset, validation_fraction=0.1, seed=3)
     b = load_cifar10(cifar_subset, validation_fraction=0.1, seed=3)
     c = load_cifar10(cifar_subset, validation_fraction=0.1, seed=4)
-    assert (len(a.train), len(a.test)) == (4194, 466)
-    assert torch.equal(a.test.images, b.test.images)
-    assert not torch.equal(a.test.images, c.test.images)
+    assert (len(a.train), len(a.validation), len(a.test)) == (4194, 466, 932)  # the test set stays whole
+    assert torch.equal(a.validation.images, b.validation.images)
+    assert not torch.equal(a.validation.images, c.validation.images)
+    assert torch.equal(a.test.images, load_cifar10(cifar_subset).test.images)
     train_rows = {bytes(x.flatten().tolist()) for x in a.train.images[:500]}
-    assert not train_rows & {bytes(x.flatten().tolist()) for x in a.test.images}
+    assert not train_rows & {bytes(x.flatten().tolist()) for x in a.validation.images}
+
+
+def test_every_trial_of_a_study_validates_on_the_same_split_whatever_its_seed(cifar_subset: Path) -> None:
+    """The hold-out is seeded by `validation_seed` (fixed per study), not by the trial's seed: trials of
+    different seeds are compared on the same validation images, and their test set is the real one."""
+    from reslab.training import TrainConfig, cifar_recipe
+    from reslab.training.config import load_data
+
+    def data(seed: int, validation_seed: int = 0):
+        config = TrainConfig(
+            model="cifar_resnet20", recipe=cifar_recipe(20), data_dir=str(cifar_subset), seed=seed,
+            validation_fraction=0.1, validation_seed=validation_seed,
+        )  # fmt: skip
+        return load_data(config, torch.device("cpu"))
+
+    first, second, other = data(seed=1), data(seed=2), data(seed=1, validation_seed=5)
+    assert first.has_validation and len(first.validation_labels) == 466 and len(first.test_labels) == 932
+    assert torch.equal(first.validation_images, second.validation_images)
+    assert not torch.equal(first.validation_images, other.validation_images)
 
 
 def test_missing_dataset_names_the_directory_and_the_flag(tmp_path: Path) -> None:

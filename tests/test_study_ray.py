@@ -410,7 +410,10 @@ def test_lr_search_samples_with_optuna_and_stops_with_asha(tmp_path: Path) -> No
     assert table["lr"].between(0.01, 1.0).all() and table["weight_decay"].between(1e-5, 1e-3).all()
     assert set(table["status"]) <= {"finished", "stopped", "diverged"} and (table["status"] == "finished").any()
     assert table.iloc[0]["status"] == "finished"  # the best row is a finished trial
-    assert "Best finished trial: lr=" in done.stdout
+    assert "Best finished trial: lr=" in done.stdout and "selected on the validation split" in done.stdout
+    assert table["validation_error"].notna().all() and table["test_error"].notna().all()
+    finished = table[table["status"] == "finished"]
+    assert finished["validation_error"].is_monotonic_increasing  # ranked on what it selected on
 
     # Optuna's study is a journal beside the results: the same four samples, and optuna-dashboard serves it
     import optuna
@@ -421,6 +424,10 @@ def test_lr_search_samples_with_optuna_and_stops_with_asha(tmp_path: Path) -> No
     assert f"search: optuna-dashboard {journal}" in done.stdout
     searched = optuna.load_study(study_name="lr_search-smoke", storage=JournalStorage(JournalFileBackend(str(journal))))
     assert sorted(t.params["sampled/lr"] for t in searched.trials) == pytest.approx(sorted(table["lr"]))
+    # Optuna's objective is each trial's validation error, never its test error
+    by_lr = {round(t.params["sampled/lr"], 9): t.value for t in searched.trials}
+    for row in table.itertuples():
+        assert by_lr[round(row.lr, 9)] == pytest.approx(row.validation_error / 100)
     port = free_port()
     dashboard = subprocess.Popen(
         [str(Path(sys.executable).with_name("optuna-dashboard")), str(journal), "--host", "127.0.0.1", "--port",

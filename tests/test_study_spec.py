@@ -155,8 +155,27 @@ def test_search_studies_are_validated_too() -> None:
         "search.samples.smoke: need at least 1 trial",
         "search.reduction_factor: must be >= 2",
         "variants: a search study has exactly one base variant, got 2",
+        "metric: a search selects on a validation split, never the test set; got 'test_error'",
     ):
         assert needle in message
+
+
+def test_a_search_selects_on_a_validation_split_never_on_the_test_set(tmp_path: Path) -> None:
+    """The paper chose its schedule on 45k/5k: a search whose objective is the test error is refused, so is
+    one that names the validation error without holding a split out; the shipped lr_search does neither, and
+    its Tune objective (what Optuna and ASHA read) is the validation error."""
+    from reslab.study import Search
+    from reslab.study.tuner import search_config
+
+    space = Search(space={"lr": (0.01, 1.0)}, samples={"smoke": 2})
+    no_split = Study("s", "t", "cifar10", grid(model=["cifar_resnet20"]), search=space, metric="validation_error")
+    assert "metric: validation_error needs a validation split" in "\n".join(no_split.problems())
+    shipped = runpy.run_path(str(REPO / "studies" / "lr_search.py"))["STUDY"]
+    assert shipped.problems() == [] and shipped.metric == "validation_error"
+    trials = shipped.trials("smoke")
+    assert {(t.config.validation_fraction, t.config.validation_seed) for t in trials} == {(0.1, 0)}
+    config = search_config(shipped, "smoke", 24, None, {}, str(tmp_path / "lr_search-smoke"))
+    assert config.metric == "validation_error" and config.mode == "min"  # Tune hands both to Optuna and ASHA
 
 
 def test_an_unreachable_tracking_server_fails_the_launch_before_any_trial(tmp_path) -> None:

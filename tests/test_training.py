@@ -72,6 +72,21 @@ def test_reports_every_k_iterations_and_at_the_end() -> None:
         assert 0 <= r.train_error <= 1 and 0 <= r.test_error <= 1
         assert r.train_loss > 0 and r.test_loss > 0 and r.images_per_second > 0
     assert [r.lr for r in reports] == pytest.approx([0.1, 0.001, 0.001])  # lr of the last step; milestones 4, 6
+    assert all(r.validation_error is None for r in reports)  # nothing held out: no validation number
+
+
+def test_a_held_out_validation_set_is_reported_beside_the_test_set() -> None:
+    """With a validation split the report carries both errors, each measured on its own set: the validation
+    error equals an evaluation of the held-out images, the test error one of the test set."""
+    config = TrainConfig("cifar_resnet", depth=8, dataset="synthetic", recipe=SHORT, validation_fraction=0.1)
+    trainer = build_trainer(config)
+    final = trainer.run()
+    assert final.validation_error is not None and 0 <= final.validation_error <= 1
+    assert len(trainer.data.validation_labels) + len(trainer.data.labels) == len(synthetic_splits().train)
+    assert (final.validation_error, final.validation_loss) == trainer.evaluate(trainer.data.validation_batches())
+    assert (final.test_error, final.test_loss) == trainer.evaluate()
+    with pytest.raises(ValueError, match="ImageNet runs have no hold-out"):
+        TrainConfig("resnet18", dataset="imagenet", data_dir="x", validation_fraction=0.1).validate()
 
 
 def test_learns_the_synthetic_task() -> None:

@@ -46,7 +46,11 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="images per step (default: the paper's 128 / 256)")
     p.add_argument("--lr", type=float, help="base learning rate (default: the paper's 0.1)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and augmentation")
-    p.add_argument("--validation", action="store_true", help="hold out 10%% of the training set as the test set")
+    p.add_argument(
+        "--validation",
+        action="store_true",
+        help="hold out 10%% of the training set (the paper's 45k/5k) and report its error beside the test error",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
     p.add_argument(
         "--precision",
@@ -92,6 +96,7 @@ def format_report(report: Report, iterations: int) -> str:
         f"iter {report.iteration:>7}/{iterations}  train err {100 * report.train_error:6.2f}%  "
         f"test err {100 * report.test_error:6.2f}%  train loss {report.train_loss:.4f}  "
         f"lr {report.lr:.4g}  {report.images_per_second:8.1f} img/s"
+        + (f"  val err {100 * report.validation_error:6.2f}%" if report.validation_error is not None else "")
     )
 
 

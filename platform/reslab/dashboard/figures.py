@@ -15,7 +15,9 @@ from .queries import seed_bands
 DASH = {"train_error": "dash", "test_error": "solid"}
 WIDTH = {"train_error": 1.2, "test_error": 2.8}
 NAME = {"train_error": "train", "test_error": "test"}
-SEARCH_RESULT_COLUMNS = ("status", "iterations", "planned", "test_error", "train_error", "run_name", "complete")
+SEARCH_RESULT_COLUMNS = (
+    "status", "iterations", "planned", "validation_error", "test_error", "train_error", "run_name", "complete"
+)  # fmt: skip
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -136,16 +138,19 @@ def layer_response_figure(responses: pd.DataFrame, variants: Sequence[str] | Non
 
 def search_figure(trials: pd.DataFrame) -> go.Figure:
     """Parallel coordinates of a search: one axis per sampled value (log10, as sampled), then the
-    iterations reached and the final test error; lines coloured by test error (lower is darker)."""
+    iterations reached, the final validation error (what the search selected on) and test error; lines coloured
+    by the validation error (by the test error for a search recorded before searches held one out)."""
     sampled = [c for c in trials.columns if c not in SEARCH_RESULT_COLUMNS]
     dimensions = [
         {"label": f"log10 {name}", "values": trials[name].map(math.log10)} if (trials[name] > 0).all()
         else {"label": name, "values": trials[name]}
         for name in sampled
     ]  # fmt: skip
-    dimensions += [
-        {"label": "iterations", "values": trials["iterations"]},
-        {"label": "test error (%)", "values": trials["test_error"]},
-    ]
-    line = {"color": trials["test_error"], "colorscale": "Viridis", "showscale": True, "colorbar": {"title": "test %"}}
+    dimensions.append({"label": "iterations", "values": trials["iterations"]})
+    validated = "validation_error" in trials and trials["validation_error"].notna().any()
+    if validated:
+        dimensions.append({"label": "validation error (%)", "values": trials["validation_error"]})
+    dimensions.append({"label": "test error (%)", "values": trials["test_error"]})
+    ranked, title = ("validation_error", "validation %") if validated else ("test_error", "test %")
+    line = {"color": trials[ranked], "colorscale": "Viridis", "showscale": True, "colorbar": {"title": title}}
     return go.Figure(go.Parcoords(line=line, dimensions=dimensions))

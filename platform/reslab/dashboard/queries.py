@@ -286,6 +286,7 @@ def search_trials(uri: str, experiment: str) -> pd.DataFrame:
                 "status": _status(run),
                 "iterations": max((m.step for m in history), default=0),
                 "planned": int(run.data.params.get("recipe.iterations", 0)),
+                "validation_error": 100 * run.data.metrics.get("validation_error", math.nan),
                 "test_error": 100 * run.data.metrics.get("test_error", math.nan),
                 "train_error": 100 * run.data.metrics.get("train_error", math.nan),
                 "run_name": run.info.run_name,
@@ -295,4 +296,5 @@ def search_trials(uri: str, experiment: str) -> pd.DataFrame:
         return pd.DataFrame()
     table = pd.DataFrame(rows)
     table["complete"] = table["iterations"] >= table["planned"]  # ASHA stops the rest early
-    return table.sort_values(["complete", "test_error"], ascending=[False, True], ignore_index=True)
+    ranked = "validation_error" if table["validation_error"].notna().any() else "test_error"  # what it selected on
+    return table.sort_values(["complete", ranked], ascending=[False, True], ignore_index=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .images import ImageSet, Splits, hold_out
+from .images import ImageSet, Splits
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -131,7 +131,7 @@ def load_cifar10(
     """Load CIFAR-10 from `data_dir`, downloading it first when missing and `download` is set.
 
     With `validation_fraction` (0.1 is the paper's 45k/5k), the training batches are split by a
-    permutation seeded with `seed` and the held-out part takes the place of the test set.
+    permutation seeded with `seed` into training and validation sets; the test set stays the test batch.
     """
     data_dir = Path(data_dir).expanduser()
     batches_dir = find_batches_dir(data_dir)
@@ -146,10 +146,8 @@ def load_cifar10(
         )
     classes = _read_classes(batches_dir)
     train = _read_split(batches_dir, TRAIN_FILES, classes)
-    if validation_fraction is None:
-        return Splits(train, _read_split(batches_dir, (TEST_FILE,), classes), "cifar10")
-    train, validation = hold_out(train, validation_fraction, seed)
-    return Splits(train, validation, f"cifar10 ({len(train)}/{len(validation)} train/validation)")
+    splits = Splits(train, _read_split(batches_dir, (TEST_FILE,), classes), "cifar10")
+    return splits if validation_fraction is None else splits.with_validation(validation_fraction, seed)
 
 
 def download_cifar10(data_dir: str | Path, *, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5) -> Path:

@@ -166,3 +166,8 @@ class ImageFolderData:
         mine = Subset(self.test_set, range(self.shard.rank, len(self.test_set), self.shard.size))
         for images, labels in self._loader(mine, batch_size=self.test_batch_size):
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+    has_validation = False  # ImageNet's val/ folder is its test set; no hold-out of train/ yet
+
+    def validation_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return iter(())

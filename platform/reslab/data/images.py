@@ -39,11 +39,18 @@ class ImageSet:
 
 @dataclass(frozen=True)
 class Splits:
-    """What a training run needs: the set it trains on and the set it reports test error on."""
+    """What a training run needs: the set it trains on, the set it reports test error on, and optionally a
+    validation set held out of the training set (what a search selects on; the test set is never selected on)."""
 
     train: ImageSet
     test: ImageSet
-    name: str  # e.g. "cifar10", "cifar10 (45k/5k validation)", "synthetic"
+    name: str  # e.g. "cifar10", "cifar10 (45k/5k train/validation)", "synthetic"
+    validation: ImageSet | None = None
+
+    def with_validation(self, fraction: float, seed: int) -> Splits:
+        """These splits with `fraction` of the training set held out as validation (`hold_out`)."""
+        train, validation = hold_out(self.train, fraction, seed)
+        return Splits(train, self.test, f"{self.name} ({len(train)}/{len(validation)} train/validation)", validation)
 
 
 def hold_out(train: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:

@@ -75,13 +75,17 @@ def crop_and_flip(images: torch.Tensor, generator: torch.Generator, padding: int
 
 
 class TrainingData(Protocol):
-    """What the training loop consumes: training batches by iteration and the test set in batches."""
+    """What the training loop consumes: training batches by iteration, the test set in batches, and the
+    validation set in batches where there is one (`has_validation`)."""
 
     num_classes: int
+    has_validation: bool
 
     def train_batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def test_batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def validation_batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
 class TensorData:
@@ -106,6 +110,10 @@ class TensorData:
         self.normalize = Normalizer(train, normalization).to(device)
         self.images, self.labels = train.images.to(device), train.labels.to(device)
         self.test_images, self.test_labels = splits.test.images.to(device), splits.test.labels.to(device)
+        validation = splits.validation
+        self.has_validation = validation is not None
+        self.validation_images = validation.images.to(device) if validation is not None else None
+        self.validation_labels = validation.labels.to(device) if validation is not None else None
         self.num_classes = train.num_classes
         self.batch_size, self.test_batch_size, self.seed, self.augment = batch_size, test_batch_size, seed, augment
         self.steps_per_epoch = len(train) // batch_size  # an epoch's last partial batch is dropped
@@ -128,8 +136,17 @@ class TensorData:
 
     def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The test set in order, un-augmented (the paper tests on the single original 32x32 view)."""
-        for number, start in enumerate(range(0, len(self.test_labels), self.test_batch_size)):
+        return self._in_order(self.test_images, self.test_labels)
+
+    def validation_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The held-out validation set in order, un-augmented, as the test set is (nothing when there is none)."""
+        if self.validation_images is None or self.validation_labels is None:
+            return iter(())
+        return self._in_order(self.validation_images, self.validation_labels)
+
+    def _in_order(self, images: torch.Tensor, labels: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for number, start in enumerate(range(0, len(labels), self.test_batch_size)):
             if not self.shard.owns(number):
                 continue
             end = start + self.test_batch_size
-            yield self.normalize(self.test_images[start:end]), self.test_labels[start:end]
+            yield self.normalize(images[start:end]), labels[start:end]

@@ -4,6 +4,7 @@ never silently continues a different one) and its provenance and definition."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -23,16 +24,22 @@ def grid_fingerprint(trials: list[Trial], study: Study, profile: str) -> str:
     return _fingerprint([t.config.trained() for t in trials], study, profile)
 
 
+# config fields added after studies were first fingerprinted, with the default an older experiment trained with
+NEW_FIELDS = {"validation_seed": 0}
+
+
 def earlier_fingerprints(trials: list[Trial], study: Study, profile: str) -> set[str]:
     """The fingerprints earlier versions of reslab wrote for this same grid, so that their experiments still
-    restore: of the whole config (before how-it-runs was left out), and with a residual net's default shortcut
-    as None (before the config spelled it out)."""
+    restore: of the whole config (before how-it-runs was left out), with a residual net's default shortcut
+    as None (before the config spelled it out), and without fields added since at their defaults."""
     named = {variant_label(v) for v in study.variants if {**study.settings, **v}.get("shortcut")}
     found = set()
-    for spelled in (True, False):
+    for spelled, current in itertools.product((True, False), (True, False)):
         configs = [
             {**t.config.to_dict(), **({} if spelled or t.label in named else {"shortcut": None})} for t in trials
         ]
+        if not current:
+            configs = [{k: v for k, v in c.items() if NEW_FIELDS.get(k, object()) != v} for c in configs]
         found.add(_fingerprint(configs, study, profile))
         found.add(
             _fingerprint([{k: v for k, v in c.items() if k not in RUNTIME_FIELDS} for c in configs], study, profile)

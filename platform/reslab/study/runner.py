@@ -89,6 +89,7 @@ def _outcome(result: Any) -> TrialOutcome:
         iterations=int(metrics.get("iteration", 0) or 0),
         train_error=float(metrics.get("train_error", math.nan)),
         test_error=float(metrics.get("test_error", math.nan)),
+        validation_error=float(metrics.get("validation_error", math.nan) or math.nan),
         status=status,
         reason=reason,
         params=dict(record.sampled),

@@ -128,7 +128,7 @@ class Study:
     seeds: tuple[int, ...] = (0,)  # every variant runs once per seed
     settings: Mapping[str, Any] = field(default_factory=dict)  # applied to every variant first
     paper: Mapping[str, float] = field(default_factory=dict)  # the paper's test error (%) by variant label
-    metric: str = "test_error"  # what "best" means (lower is better)
+    metric: str = "test_error"  # what "best" means (lower is better); a search selects on "validation_error"
     layer_responses: bool = False  # also measure Fig. 7's per-layer response std at the end of each trial
     search: Search | None = None  # sample the recipe instead of crossing a grid (one base variant)
     claims: tuple[Claim, ...] = ()  # the paper's comparative claims this study checks (see study/claims.py)
@@ -149,6 +149,17 @@ class Study:
             found += self.search.problems()
             if len(self.variants) != 1:
                 found.append(f"variants: a search study has exactly one base variant, got {len(self.variants)}")
+            if self.metric != "validation_error":  # the paper chose its schedule on 45k/5k, never on the test set
+                found.append(
+                    f"metric: a search selects on a validation split, never the test set; got {self.metric!r}, "
+                    "valid: 'validation_error' (with settings validation_fraction=0.1)"
+                )
+        if self.metric not in ("test_error", "validation_error"):
+            found.append(f"metric: unknown {self.metric!r}; valid: test_error, validation_error")
+        elif self.metric == "validation_error" and not any(
+            {**self.settings, **v}.get("validation_fraction") for v in self.variants
+        ):
+            found.append("metric: validation_error needs a validation split: set validation_fraction (0.1: 45k/5k)")
         for claim in self.claims:
             found += claim.problems(map(variant_label, self.variants))
         if len(set(map(variant_label, self.variants))) != len(self.variants):

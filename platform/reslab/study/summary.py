@@ -25,6 +25,7 @@ class TrialOutcome:
     train_error_late: float = math.nan  # mean training error over the reports of the last quarter of training
     test_error_late: float = math.nan  # mean test error over the same reports
     response_std: float = math.nan  # Fig. 7: the mean over 3x3 layers of their response std (NaN: not measured)
+    validation_error: float = math.nan  # final error on the held-out validation set (NaN: none held out)
 
 
 def late_mean(iterations: Sequence[int], values: Sequence[float], planned: int) -> float:
@@ -136,13 +137,18 @@ def responses_markdown(responses: pd.DataFrame, order: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+SEARCH_COLUMNS = ("iterations", "train_error", "validation_error", "test_error", "status", "reason")
+
+
 def search_table(outcomes: Sequence[TrialOutcome]) -> pd.DataFrame:
-    """Every search trial with its sampled values, best first; only finished trials rank as "best"."""
+    """Every search trial with its sampled values, best first by validation error (what the search selected
+    on; the test error is reported beside it, never ranked on); only finished trials rank as "best"."""
     rows = [
         {
             **o.params,
             "iterations": o.iterations,
             "train_error": 100 * o.train_error,
+            "validation_error": 100 * o.validation_error,
             "test_error": 100 * o.test_error,
             "status": o.status,
             "reason": o.reason,
@@ -153,25 +159,26 @@ def search_table(outcomes: Sequence[TrialOutcome]) -> pd.DataFrame:
     if table.empty:
         return table
     table["finished"] = table["status"] == "finished"
-    return table.sort_values(["finished", "test_error"], ascending=[False, True]).drop(columns="finished")
+    return table.sort_values(["finished", "validation_error"], ascending=[False, True]).drop(columns="finished")
 
 
 def search_markdown(table: pd.DataFrame, title: str) -> str:
     """The search as a Markdown table, best finished trial first."""
-    params = [c for c in table.columns if c not in ("iterations", "train_error", "test_error", "status", "reason")]
-    lines = [
-        f"### {title}",
-        "",
-        "| " + " | ".join([*params, "iterations", "train error %", "test error %", "status"]) + " |",
-        "|" + " --- |" * (len(params) + 4),
-    ]
+    params = [c for c in table.columns if c not in SEARCH_COLUMNS]
+    header = [*params, "iterations", "train error %", "validation error %", "test error %", "status"]
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in table.to_dict("records"):
         values = [f"{row[p]:.3g}" for p in params]
-        values += [str(row["iterations"]), _num(row["train_error"]), _num(row["test_error"]), row["status"]]
+        errors = [_num(row[k]) for k in ("train_error", "validation_error", "test_error")]
+        values += [str(row["iterations"]), *errors, row["status"]]
         lines.append("| " + " | ".join(values) + " |")
     finished = table[table["status"] == "finished"]
     if len(finished):
         best = finished.iloc[0]
         chosen = ", ".join(f"{p}={best[p]:.3g}" for p in params)
-        lines += ["", f"Best finished trial: {chosen} (test error {best['test_error']:.2f} %)"]
+        lines += [
+            "",
+            f"Best finished trial: {chosen} (validation error {best['validation_error']:.2f} %, "
+            f"test error {best['test_error']:.2f} %); selected on the validation split, never on the test set",
+        ]
     return "\n".join(lines) + "\n"

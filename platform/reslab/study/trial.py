@@ -58,7 +58,8 @@ def diverged_metrics(iteration: int, error: TrainingDiverged) -> dict[str, Any]:
     ASHA / Optuna treat the trial as failed."""
     nan = math.nan
     reason = str(error)
-    return {"iteration": iteration, "train_error": nan, "test_error": nan, "diverged": True, "diverged_reason": reason}
+    errors = {"train_error": nan, "test_error": nan, "validation_error": nan}
+    return {"iteration": iteration, **errors, "diverged": True, "diverged_reason": reason}
 
 
 def failed_metrics(error: Exception) -> dict[str, Any]:
@@ -66,7 +67,8 @@ def failed_metrics(error: Exception) -> dict[str, Any]:
     the reason, instead of raising into Tune, which would retry it for nothing."""
     nan = math.nan
     reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-    return {"iteration": 0, "train_error": nan, "test_error": nan, "failed": True, "failed_reason": reason}
+    errors = {"train_error": nan, "test_error": nan, "validation_error": nan}
+    return {"iteration": 0, **errors, "failed": True, "failed_reason": reason}
 
 
 def replica_spread(model: torch.nn.Module, shard: Shard) -> float:

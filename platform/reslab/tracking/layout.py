@@ -14,7 +14,10 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-METRICS = ("train_error", "test_error", "train_loss", "test_loss", "lr", "images_per_second")
+METRICS = (
+    "train_error", "test_error", "train_loss", "test_loss", "lr", "images_per_second",
+    "validation_error", "validation_loss",  # where a run holds out a validation set (a search selects on it)
+)  # fmt: skip
 CURVE_METRICS = ("train_error", "test_error")  # what the paper's figures plot
 
 TRIAL_TAG = "ray.trial_id"  # on a trial's run: the Ray Tune trial id, how a restored driver finds the run again

@@ -52,7 +52,8 @@ class TrainConfig:
     depth: int | None = None  # only for the any-depth builders cifar_resnet / cifar_plain
     seed: int = 0  # seeds model initialisation and the order/augmentation of batches
     eval_every: int | None = None  # iterations between reports; None = ten reports per run
-    validation_fraction: float | None = None  # hold out this part of the training set as test set
+    validation_fraction: float | None = None  # hold out this part of the training set as a validation set
+    validation_seed: int = 0  # the hold-out's seed: one split for every trial of a study, whatever its seed
     normalization: str = "pixel_mean"  # "pixel_mean" (the paper) or "channel"
     download: bool = False  # fetch CIFAR-10 when it is missing from data_dir
     device: str | None = None  # "cpu", "cuda", "cuda:1"...; None = CUDA when available
@@ -97,6 +98,10 @@ class TrainConfig:
             found.append(f"normalization: unknown {self.normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             found.append(f"validation_fraction: must be in (0, 1), got {self.validation_fraction!r}")
+        elif self.validation_fraction is not None and self.dataset == "imagenet":
+            found.append("validation_fraction: ImageNet runs have no hold-out of train/ yet; valid: None")
+        if not isinstance(self.validation_seed, int) or self.validation_seed < 0:
+            found.append(f"validation_seed: must be an integer >= 0, got {self.validation_seed!r}")
         if self.precision not in PRECISIONS:
             found.append(f"precision: unknown {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if not isinstance(self.data_parallel, int) or self.data_parallel < 1:
@@ -162,9 +167,9 @@ def load_data(config: TrainConfig, device: torch.device, shard: Shard | None = N
     if config.dataset == "synthetic":
         splits = synthetic_splits(seed=seed)
     else:
-        splits = load_cifar10(
-            config.data_dir, download=config.download, validation_fraction=config.validation_fraction, seed=seed
-        )
+        splits = load_cifar10(config.data_dir, download=config.download)
+    if config.validation_fraction is not None:
+        splits = splits.with_validation(config.validation_fraction, config.validation_seed)
     return TensorData(splits, batch_size, seed=seed, device=device, normalization=config.normalization, shard=shard)
 
 

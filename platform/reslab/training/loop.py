@@ -11,7 +11,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,10 +39,12 @@ class Report:
     iteration: int  # SGD steps done
     train_error: float  # mean training error over the steps since the previous report
     train_loss: float  # mean training loss over the same steps
-    test_error: float  # error on the whole test (or validation) set
+    test_error: float  # error on the whole test set
     test_loss: float  # cross-entropy on the same set
     lr: float  # learning rate of the last step
     images_per_second: float  # training throughput since the previous report, evaluation excluded
+    validation_error: float | None = None  # error on the validation set held out of training (None: none held out)
+    validation_loss: float | None = None  # cross-entropy on the same set
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -169,12 +171,12 @@ class Trainer:
         return loss.detach().float() * len(labels), (logits.argmax(1) != labels).sum()
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float]:
-        """(error, mean cross-entropy) on the test set; multi-crop inputs (N, crops, C, H, W) are
-        scored by averaging the crops' softmax outputs, as in the paper's 10-crop testing."""
+    def evaluate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[float, float]:
+        """(error, mean cross-entropy) on the test set (or on `batches`); multi-crop inputs (N, crops, C, H, W)
+        are scored by averaging the crops' softmax outputs, as in the paper's 10-crop testing."""
         self.model.eval()
         errors, loss, count = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
-        for images, labels in self.data.test_batches():
+        for images, labels in self.data.test_batches() if batches is None else batches:
             with self._autocast():
                 if images.dim() == 5:
                     crops = images.shape[1]
@@ -239,8 +241,14 @@ class Trainer:
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss became {train_loss} by iteration {self.iteration}")
         test_error, test_loss = self.evaluate()
+        validation_error, validation_loss = (
+            self.evaluate(self.data.validation_batches()) if self.data.has_validation else (None, None)
+        )
         lr = self.recipe.lr_at(self.iteration - 1, self.warming_up)
-        report = Report(self.iteration, train_error, train_loss, test_error, test_loss, lr, images_per_second)
+        report = Report(
+            self.iteration, train_error, train_loss, test_error, test_loss, lr, images_per_second,
+            validation_error, validation_loss,
+        )  # fmt: skip
         self.history.append(report)
         return report
 
