@@ -299,15 +299,15 @@ def test_a_config_spells_out_the_familys_default_shortcut_and_none_means_plain()
 
 
 def test_experiments_fingerprinted_by_earlier_versions_still_restore() -> None:
-    """Fingerprints that reslab at e51e42e wrote for two shipped studies (smoke profile): of the trained
-    config and of the whole config, both with the default shortcut left as None."""
+    """Fingerprints that reslab at e51e42e wrote for a shipped study (smoke profile): of the trained config and
+    of the whole config, both with the default shortcut left as None. (plain_vs_residual's grid has grown since,
+    by plain-110 and ResNet-110: its old experiments are a different grid and are refused, as they must be.)"""
     import importlib.util
 
     from reslab.study.launch import earlier_fingerprints, grid_fingerprint
 
     written = {
         "shortcut_ablation": ("CIFAR", {"63771e7f639a04fe", "dc6e3a5440d031d5"}),
-        "plain_vs_residual": ("CIFAR", {"2680cf431ee67d66", "2b73ad58b96fa637"}),
     }
     for name, (attribute, fingerprints) in written.items():
         spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "studies" / f"{name}.py")
