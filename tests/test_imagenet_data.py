@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,31 @@ def test_trains_and_evaluates_with_ten_crops(tiny_imagenet: Path) -> None:
     trainer = Trainer(create_model("resnet18", num_classes=2), data, Recipe(batch_size=4, iterations=2, milestones=()))
     report = trainer.run()
     assert report.iteration == 2 and 0.0 <= report.test_error <= 1.0 and report.test_loss > 0
+
+
+def test_an_imagenet_run_reports_top5_error_with_ten_crops(tmp_path: Path) -> None:
+    """An ImageNet config measures top-5 beside top-1 in training and in 10-crop testing (seven classes: top-5
+    misses only what is outside five of seven)."""
+    import numpy as np
+    from PIL import Image
+
+    from reslab.training import TrainConfig, build_trainer
+
+    rng = np.random.default_rng(1)
+    for split, count in (("train", 1), ("val", 1)):
+        for index in range(7):
+            folder = tmp_path / split / f"n0000000{index}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 255, (240, 260, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{index}_{i}.JPEG", quality=90)
+    recipe = Recipe(batch_size=7, iterations=2, milestones=())
+    config = TrainConfig(
+        "resnet18", recipe=recipe, dataset="imagenet", data_dir=str(tmp_path), ten_crop=True, eval_every=2
+    )
+    report = build_trainer(replace(config, workers=0)).run()
+    assert report.train_error_top5 is not None and 0 <= report.train_error_top5 <= report.train_error
+    assert report.test_error_top5 is not None and 0 <= report.test_error_top5 <= report.test_error
 
 
 def test_missing_split_names_the_folder(tmp_path: Path) -> None:

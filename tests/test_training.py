@@ -75,6 +75,27 @@ def test_reports_every_k_iterations_and_at_the_end() -> None:
     assert all(r.validation_error is None for r in reports)  # nothing held out: no validation number
 
 
+def test_top5_error_is_measured_in_training_and_testing_and_matches_a_direct_count() -> None:
+    """With `top5`, each report carries the top-5 error of its training steps and of the test set: never above
+    the top-1 error, and on the test set equal to a direct count of labels outside each image's 5 best scores."""
+    splits = synthetic_splits(num_train=256, num_test=96, num_classes=20)
+    data = TensorData(splits, 32, seed=0)
+    trainer = Trainer(create_model("cifar_resnet", depth=8, num_classes=20), data, SHORT, eval_every=4, top5=True)
+    reports = []
+    trainer.run(reports.append)
+    for report in reports:
+        assert 0 <= report.train_error_top5 <= report.train_error and 0 <= report.test_error_top5 <= report.test_error
+    trainer.model.eval()
+    with torch.no_grad():
+        scores = torch.cat([trainer.model(images) for images, _ in data.test_batches()])
+    labels = torch.cat([labels for _, labels in data.test_batches()])
+    counted = sum(label not in row.topk(5).indices for row, label in zip(scores, labels, strict=True)) / len(labels)
+    assert reports[-1].test_error_top5 == pytest.approx(float(counted))
+    assert reports[-1].test_error_top5 < reports[-1].test_error  # 20 classes: top-5 is the easier measure
+    plain = _trainer(replace(SHORT, iterations=4), eval_every=4).run()
+    assert plain.train_error_top5 is None and plain.test_error_top5 is None  # CIFAR: top-1 only, as the paper
+
+
 def test_a_held_out_validation_set_is_reported_beside_the_test_set() -> None:
     """With a validation split the report carries both errors, each measured on its own set: the validation
     error equals an evaluation of the held-out images, the test error one of the test set."""
@@ -83,8 +104,8 @@ def test_a_held_out_validation_set_is_reported_beside_the_test_set() -> None:
     final = trainer.run()
     assert final.validation_error is not None and 0 <= final.validation_error <= 1
     assert len(trainer.data.validation_labels) + len(trainer.data.labels) == len(synthetic_splits().train)
-    assert (final.validation_error, final.validation_loss) == trainer.evaluate(trainer.data.validation_batches())
-    assert (final.test_error, final.test_loss) == trainer.evaluate()
+    assert (final.validation_error, final.validation_loss) == trainer.evaluate(trainer.data.validation_batches())[:2]
+    assert (final.test_error, final.test_loss) == trainer.evaluate()[:2]
     with pytest.raises(ValueError, match="ImageNet runs have no hold-out"):
         TrainConfig("resnet18", dataset="imagenet", data_dir="x", validation_fraction=0.1).validate()
 

@@ -97,6 +97,7 @@ def format_report(report: Report, iterations: int) -> str:
         f"test err {100 * report.test_error:6.2f}%  train loss {report.train_loss:.4f}  "
         f"lr {report.lr:.4g}  {report.images_per_second:8.1f} img/s"
         + (f"  val err {100 * report.validation_error:6.2f}%" if report.validation_error is not None else "")
+        + (f"  test top-5 {100 * report.test_error_top5:6.2f}%" if report.test_error_top5 is not None else "")
     )
 
 

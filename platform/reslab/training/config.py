@@ -189,5 +189,12 @@ def build_trainer(config: TrainConfig, device: torch.device | None = None) -> Tr
     extra = {"depth": config.depth} if config.depth is not None else {}
     model = create_model(config.model, shortcut=config.shortcut, num_classes=data.num_classes, **extra)
     return Trainer(
-        model, data, config.recipe, device=device, eval_every=config.eval_every, precision=config.precision, shard=shard
+        model,
+        data,
+        config.recipe,
+        device=device,
+        eval_every=config.eval_every,
+        precision=config.precision,
+        shard=shard,
+        top5=config.dataset == "imagenet" and data.num_classes > 5,  # ImageNet's tables give top-1 and top-5
     )

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,9 +45,24 @@ class Report:
     images_per_second: float  # training throughput since the previous report, evaluation excluded
     validation_error: float | None = None  # error on the validation set held out of training (None: none held out)
     validation_loss: float | None = None  # cross-entropy on the same set
+    train_error_top5: float | None = None  # top-5 error over the same steps as train_error (None: not measured)
+    test_error_top5: float | None = None  # top-5 error on the test set (ImageNet's tables give both)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+class Evaluation(NamedTuple):
+    """One pass over an evaluation set: error, mean cross-entropy, and top-5 error where measured."""
+
+    error: float
+    loss: float
+    error_top5: float | None = None
+
+
+def top5_misses(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """How many labels are not among their row's five highest scores (on the device, no host sync)."""
+    return (scores.topk(5, dim=1).indices != labels[:, None]).all(dim=1).sum()
 
 
 class TrainingDiverged(RuntimeError):
@@ -124,8 +139,11 @@ class Trainer:
         eval_every: int | None = None,
         precision: str = "auto",
         shard: Shard | None = None,
+        top5: bool = False,
     ) -> None:
         self.recipe = recipe.validate()
+        self.top5 = top5  # also measure top-5 error (ImageNet; needs more than 5 classes)
+        self._top5_misses = torch.zeros((), device=device, dtype=torch.long)  # training steps since the report
         self.shard = shard or Shard()
         self.device = torch.device(device)
         self.autocast_dtype = resolve_precision(precision, self.device)
@@ -168,14 +186,18 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.top5:
+            self._top5_misses += top5_misses(logits.detach(), labels)
         return loss.detach().float() * len(labels), (logits.argmax(1) != labels).sum()
 
     @torch.no_grad()
-    def evaluate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[float, float]:
-        """(error, mean cross-entropy) on the test set (or on `batches`); multi-crop inputs (N, crops, C, H, W)
-        are scored by averaging the crops' softmax outputs, as in the paper's 10-crop testing."""
+    def evaluate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> Evaluation:
+        """Error, mean cross-entropy (and top-5 error with `top5`) on the test set, or on `batches`; multi-crop
+        inputs (N, crops, C, H, W) are scored by averaging the crops' softmax outputs, as in the paper's
+        10-crop testing."""
         self.model.eval()
         errors, loss, count = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
+        misses5 = torch.zeros((), device=self.device)
         for images, labels in self.data.test_batches() if batches is None else batches:
             with self._autocast():
                 if images.dim() == 5:
@@ -187,12 +209,14 @@ class Trainer:
                     log_probs = self.model(images.contiguous(memory_format=self.memory_format)).float().log_softmax(1)
             loss += F.nll_loss(log_probs, labels, reduction="sum")
             errors += (log_probs.argmax(1) != labels).sum()
+            if self.top5:
+                misses5 += top5_misses(log_probs, labels)
             count += len(labels)
         self.model.train()
-        totals = self.shard.sum(
-            torch.stack([errors.double(), loss.double(), torch.tensor(float(count), device=self.device)])
-        )
-        return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+        counted = torch.tensor(float(count), device=self.device)
+        totals = self.shard.sum(torch.stack([errors.double(), loss.double(), counted.double(), misses5.double()]))
+        top5 = (totals[3] / totals[2]).item() if self.top5 else None
+        return Evaluation((totals[0] / totals[2]).item(), (totals[1] / totals[2]).item(), top5)
 
     def _update_warmup(self, batch_errors: torch.Tensor, batch_size: int) -> None:
         """End the warm-up once the mean training error of the last steps is below the threshold."""
@@ -226,10 +250,13 @@ class Trainer:
                 on_step(self.iteration, batch_loss, batch_errors, len(labels))
             if self.iteration % self.eval_every == 0 or self.iteration == self.recipe.iterations:
                 seen_total = torch.tensor(float(seen), device=self.device, dtype=torch.float64)
-                totals = self.shard.sum(torch.stack([loss_sum.double(), error_sum.double(), seen_total]))
+                sums = [loss_sum.double(), error_sum.double(), seen_total, self._top5_misses.double()]
+                totals = self.shard.sum(torch.stack(sums))
                 train_loss, train_errors = (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+                train_top5 = (totals[3] / totals[2]).item() if self.top5 else None
+                self._top5_misses.zero_()
                 elapsed = time.perf_counter() - started
-                report = self._report(train_loss, train_errors, totals[2].item() / elapsed)
+                report = self._report(train_loss, train_errors, totals[2].item() / elapsed, train_top5)
                 if on_report is not None:
                     on_report(report)
                 loss_sum.zero_()
@@ -237,17 +264,18 @@ class Trainer:
                 seen, started = 0, time.perf_counter()
         return self.history[-1] if self.history else None
 
-    def _report(self, train_loss: float, train_error: float, images_per_second: float) -> Report:
+    def _report(
+        self, train_loss: float, train_error: float, images_per_second: float, train_top5: float | None = None
+    ) -> Report:
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss became {train_loss} by iteration {self.iteration}")
-        test_error, test_loss = self.evaluate()
-        validation_error, validation_loss = (
-            self.evaluate(self.data.validation_batches()) if self.data.has_validation else (None, None)
-        )
+        test = self.evaluate()
+        validation = self.evaluate(self.data.validation_batches()) if self.data.has_validation else None
         lr = self.recipe.lr_at(self.iteration - 1, self.warming_up)
         report = Report(
-            self.iteration, train_error, train_loss, test_error, test_loss, lr, images_per_second,
-            validation_error, validation_loss,
+            self.iteration, train_error, train_loss, test.error, test.loss, lr, images_per_second,
+            validation.error if validation else None, validation.loss if validation else None,
+            train_top5, test.error_top5,
         )  # fmt: skip
         self.history.append(report)
         return report
