@@ -115,8 +115,25 @@ def test_dry_run_plan_counts_compute_and_estimates_time() -> None:
     images = 24 * 32
     assert planned[0].flops == pytest.approx(3 * 40_551_040 * images, rel=0.01)
     assert planned[1].flops > 3 * planned[0].flops and all(p.seconds > 0 for p in planned)
+    # two evaluations (iterations 12 and 24) of the 500 synthetic test images, forward only
+    assert planned[0].eval_flops == pytest.approx(40_551_040 * 2 * 500, rel=0.01)
     text = format_plan(planned, concurrency=2, device="cpu")
-    assert "2 trials" in text and "cifar_resnet56" in text
+    assert "2 trials" in text and "cifar_resnet56" in text and "PFLOP evaluation (" in text
+
+
+def test_the_dry_run_counts_evaluation_ten_crops_every_thousand_iterations_add_65_percent() -> None:
+    """The issue's figure, as the plan computes it: ImageNet's paper recipe evaluating 10 crops of the 50k
+    validation images every 1,000 of 600k iterations costs 65 % of the training compute on top."""
+    from reslab.study.plan import eval_images, evaluations
+    from reslab.training import TrainConfig
+    from reslab.training.recipe import Recipe, imagenet_recipe
+
+    config = TrainConfig(
+        "resnet34", recipe=imagenet_recipe(), dataset="imagenet", data_dir="x", ten_crop=True, eval_every=1000
+    )
+    assert evaluations(config) == 600 and eval_images(config) == 600 * 50_000 * 10
+    assert eval_images(config) / (3 * 600_000 * 256) == pytest.approx(0.651, abs=0.001)
+    assert evaluations(TrainConfig("cifar_resnet20", recipe=Recipe(iterations=25), eval_every=10)) == 3  # 10, 20, 25
 
 
 def test_summary_averages_finished_seeds_and_keeps_diverged_out() -> None:

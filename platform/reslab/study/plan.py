@@ -1,7 +1,10 @@
 """`--dry-run`: the trial table with each trial's compute and an estimated time, without running.
 
-Compute is multiply-adds per image x 3 (forward + backward) x images seen. Time comes from a short
-measured throughput of each distinct model on this device, so it is an estimate for this machine.
+Training compute is multiply-adds per image x 3 (forward + backward) x images seen; evaluation compute is
+multiply-adds x images evaluated (forward only: every evaluation passes the whole test set, 10 crops each
+with 10-crop testing, and the validation set where one is held out). Time comes from a short measured
+throughput of each distinct model on this device (an evaluated image taken as a third of a trained one), so
+it is an estimate for this machine.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from .spec import Trial
 
 PROBE_STEPS = 2  # timed steps of the throughput probe (after one untimed)
 PROBE_BATCH = {32: 32, 224: 4}  # probe batch by image size: near the real batch, yet a probe of seconds
+TEST_IMAGES = {"cifar10": 10_000, "imagenet": 50_000, "synthetic": 500}  # the full test (val) sets
+TRAIN_IMAGES = {"cifar10": 50_000, "imagenet": 1_281_167, "synthetic": 2_000}  # what a validation split cuts
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,9 @@ class PlannedTrial:
     seed: int
     iterations: int
     batch_size: int
-    flops: float  # multiply-adds x 3 x images over the whole trial
-    seconds: float  # estimated on this device
+    flops: float  # training: multiply-adds x 3 x images over the whole trial
+    seconds: float  # estimated on this device, evaluation included
+    eval_flops: float = 0.0  # evaluation: multiply-adds x images evaluated over the whole trial
 
 
 def input_size(config: TrainConfig) -> tuple[int, int, int]:
@@ -71,6 +77,21 @@ def trial_compute(config: TrainConfig) -> float:
     return 3.0 * macs * config.recipe.iterations * config.recipe.batch_size
 
 
+def evaluations(config: TrainConfig) -> int:
+    """How many times a trial evaluates: every `eval_every` iterations and at the end (as `Trainer.run`)."""
+    iterations = config.recipe.iterations
+    every = config.eval_every or max(1, iterations // 10)
+    return iterations // every + (1 if iterations % every else 0)
+
+
+def eval_images(config: TrainConfig) -> float:
+    """Images put through the net to evaluate over a whole trial: the test set (x10 with 10-crop testing)
+    and the validation split, at every evaluation."""
+    crops = 10 if config.ten_crop and config.dataset == "imagenet" else 1
+    validation = round(TRAIN_IMAGES[config.dataset] * config.validation_fraction) if config.validation_fraction else 0
+    return evaluations(config) * (TEST_IMAGES[config.dataset] * crops + validation)
+
+
 def plan(trials: list[Trial], device: str | None = None) -> list[PlannedTrial]:
     """Compute and time estimates for every trial (one throughput probe per distinct model)."""
     target = pick_device(device)
@@ -82,6 +103,8 @@ def plan(trials: list[Trial], device: str | None = None) -> list[PlannedTrial]:
         if key not in speeds:
             speeds[key] = measure_images_per_second(config, target)
         images = config.recipe.iterations * config.recipe.batch_size
+        evaluated = eval_images(config)
+        macs = _multiply_adds(config.model, config.depth, config.shortcut, input_size(config))
         planned.append(
             PlannedTrial(
                 trial.label,
@@ -89,7 +112,8 @@ def plan(trials: list[Trial], device: str | None = None) -> list[PlannedTrial]:
                 config.recipe.iterations,
                 config.recipe.batch_size,
                 trial_compute(config),
-                images / speeds[key],
+                (images + evaluated / 3) / speeds[key],  # a forward pass: about a third of a training step
+                macs * evaluated,
             )
         )
     return planned
@@ -97,16 +121,20 @@ def plan(trials: list[Trial], device: str | None = None) -> list[PlannedTrial]:
 
 def format_plan(planned: list[PlannedTrial], concurrency: int, device: str) -> str:
     """The trial table and totals, with the time divided over `concurrency` parallel trials."""
-    lines = [f"{'variant':<28} {'seed':>4} {'iterations':>10} {'batch':>5} {'PFLOP':>9} {'est. time':>10}"]
+    header = f"{'variant':<28} {'seed':>4} {'iterations':>10} {'batch':>5} {'PFLOP':>9} {'eval PFLOP':>10}"
+    lines = [f"{header} {'est. time':>10}"]
     for p in planned:
         lines.append(
             f"{p.label:<28} {p.seed:>4} {p.iterations:>10} {p.batch_size:>5} {p.flops / 1e15:>9.4f} "
-            f"{_duration(p.seconds):>10}"
+            f"{p.eval_flops / 1e15:>10.4f} {_duration(p.seconds):>10}"
         )
-    total_flops = sum(p.flops for p in planned)
+    train_flops = sum(p.flops for p in planned)
+    eval_flops = sum(p.eval_flops for p in planned)
     total_seconds = sum(p.seconds for p in planned)
+    share = 100 * eval_flops / (train_flops + eval_flops) if train_flops + eval_flops else 0.0
     lines.append(
-        f"{len(planned)} trials, {total_flops / 1e15:.4f} PFLOP (multiply-adds x 3); about "
+        f"{len(planned)} trials, {train_flops / 1e15:.4f} PFLOP training (multiply-adds x 3) + "
+        f"{eval_flops / 1e15:.4f} PFLOP evaluation ({share:.0f} % of the compute); about "
         f"{_duration(total_seconds / max(1, concurrency))} on {device} with {concurrency} trial(s) at a time "
         f"({_duration(total_seconds)} of trial time)"
     )
