@@ -57,11 +57,16 @@ def test_trains_and_evaluates_with_ten_crops(tiny_imagenet: Path) -> None:
     data = ImageFolderData(tiny_imagenet, 4, seed=0, workers=0, ten_crop=True, test_batch_size=2)
     images, labels = data.train_batch(0)
     assert images.shape == (4, 3, 224, 224) and labels.tolist() != []
-    assert next(iter(data.test_batches()))[0].shape == (2, 10, 3, 224, 224)
+    assert next(iter(data.test_batches()))[0].shape == (2, 3, 224, 224)  # curves: the centre crop
+    assert next(iter(data.final_evaluations()["10crop"]))[0].shape == (2, 10, 3, 224, 224)  # once, at the end
     torch.manual_seed(0)
     trainer = Trainer(create_model("resnet18", num_classes=2), data, Recipe(batch_size=4, iterations=2, milestones=()))
-    report = trainer.run()
-    assert report.iteration == 2 and 0.0 <= report.test_error <= 1.0 and report.test_loss > 0
+    reports = []
+    trainer.run(reports.append)
+    assert [r.iteration for r in reports] == [1, 2] and reports[0].test_error_10crop is None
+    final = reports[-1]
+    assert 0.0 <= final.test_error <= 1.0 and final.test_loss > 0 and 0.0 <= final.test_error_10crop <= 1.0
+    assert final.test_error_10crop == trainer.evaluate(data.final_evaluations()["10crop"]).error
 
 
 def test_an_imagenet_run_reports_top5_error_with_ten_crops(tmp_path: Path) -> None:
@@ -87,6 +92,7 @@ def test_an_imagenet_run_reports_top5_error_with_ten_crops(tmp_path: Path) -> No
     report = build_trainer(replace(config, workers=0)).run()
     assert report.train_error_top5 is not None and 0 <= report.train_error_top5 <= report.train_error
     assert report.test_error_top5 is not None and 0 <= report.test_error_top5 <= report.test_error
+    assert report.test_error_10crop_top5 is not None and 0 <= report.test_error_10crop_top5 <= report.test_error_10crop
 
 
 def test_missing_split_names_the_folder(tmp_path: Path) -> None:

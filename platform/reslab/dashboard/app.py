@@ -150,7 +150,8 @@ def draw_views() -> None:
         st.markdown(to_markdown(results, title))
         st.download_button("Download CSV", results.to_csv(index=False), f"{experiment}.csv", "text/csv")
         st.subheader("Trials")
-        st.dataframe(runs.drop(columns=["run_id", "artifact_uri"]), hide_index=True, width="stretch")
+        hidden = ["run_id", "artifact_uri"] + (["test_error_10crop"] if runs["test_error_10crop"].isna().all() else [])
+        st.dataframe(runs.drop(columns=hidden), hide_index=True, width="stretch")
 
     with verdicts_tab:
         claims = verdicts(uri, experiment)

@@ -138,7 +138,9 @@ class ImageFolderData:
         root = Path(root).expanduser()
         self.shard = shard or Shard()
         self.train_set = _image_folder(root, "train", train_transform())
-        self.test_set = _image_folder(root, "val", eval_transform(ten_crop=ten_crop))
+        # curves are centre-crop, as the paper's Fig. 4; its tables' 10-crop test runs once, at the end
+        self.test_set = _image_folder(root, "val", eval_transform())
+        self.ten_crop_set = _image_folder(root, "val", eval_transform(ten_crop=True)) if ten_crop else None
         if self.train_set.classes != self.test_set.classes:
             raise ValueError(f"train/ and val/ under {root} have different class folders")
         if not 1 <= batch_size <= len(self.train_set):
@@ -162,8 +164,16 @@ class ImageFolderData:
         return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
     def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The validation set in order; with 10-crop testing each input is (batch, 10, 3, 224, 224)."""
-        mine = Subset(self.test_set, range(self.shard.rank, len(self.test_set), self.shard.size))
+        """The validation set in order, the centre 224 crop of each image (what every evaluation measures)."""
+        return self._batches_of(self.test_set)
+
+    def final_evaluations(self) -> dict[str, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+        """The paper's final tests, run once at the end: "10crop" (each input (batch, 10, 3, 224, 224)) when
+        asked for."""
+        return {"10crop": self._batches_of(self.ten_crop_set)} if self.ten_crop_set is not None else {}
+
+    def _batches_of(self, dataset: Dataset) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        mine = Subset(dataset, range(self.shard.rank, len(dataset), self.shard.size))
         for images, labels in self._loader(mine, batch_size=self.test_batch_size):
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 

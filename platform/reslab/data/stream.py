@@ -87,6 +87,8 @@ class TrainingData(Protocol):
 
     def validation_batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]: ...
 
+    def final_evaluations(self) -> dict[str, Iterable[tuple[torch.Tensor, torch.Tensor]]]: ...
+
 
 class TensorData:
     """`TrainingData` for sets held in memory (CIFAR-10, synthetic), living on the training device."""
@@ -143,6 +145,10 @@ class TensorData:
         if self.validation_images is None or self.validation_labels is None:
             return iter(())
         return self._in_order(self.validation_images, self.validation_labels)
+
+    def final_evaluations(self) -> dict[str, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+        """No extra final test for CIFAR: the paper tests on the single original view, as every evaluation does."""
+        return {}
 
     def _in_order(self, images: torch.Tensor, labels: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for number, start in enumerate(range(0, len(labels), self.test_batch_size)):

@@ -1,10 +1,10 @@
 """`--dry-run`: the trial table with each trial's compute and an estimated time, without running.
 
 Training compute is multiply-adds per image x 3 (forward + backward) x images seen; evaluation compute is
-multiply-adds x images evaluated (forward only: every evaluation passes the whole test set, 10 crops each
-with 10-crop testing, and the validation set where one is held out). Time comes from a short measured
-throughput of each distinct model on this device (an evaluated image taken as a third of a trained one), so
-it is an estimate for this machine.
+multiply-adds x images evaluated (forward only: every evaluation passes the whole test set, centre crop, and
+the validation set where one is held out; 10-crop testing adds one pass of 10 crops an image at the end).
+Time comes from a short measured throughput of each distinct model on this device (an evaluated image taken
+as a third of a trained one), so it is an estimate for this machine.
 """
 
 from __future__ import annotations
@@ -85,11 +85,12 @@ def evaluations(config: TrainConfig) -> int:
 
 
 def eval_images(config: TrainConfig) -> float:
-    """Images put through the net to evaluate over a whole trial: the test set (x10 with 10-crop testing)
-    and the validation split, at every evaluation."""
-    crops = 10 if config.ten_crop and config.dataset == "imagenet" else 1
+    """Images put through the net to evaluate over a whole trial: the test set and the validation split at
+    every evaluation, and 10 crops of each test image once at the end with 10-crop testing."""
+    test = TEST_IMAGES[config.dataset]
     validation = round(TRAIN_IMAGES[config.dataset] * config.validation_fraction) if config.validation_fraction else 0
-    return evaluations(config) * (TEST_IMAGES[config.dataset] * crops + validation)
+    final = 10 * test if config.ten_crop and config.dataset == "imagenet" else 0
+    return evaluations(config) * (test + validation) + final
 
 
 def plan(trials: list[Trial], device: str | None = None) -> list[PlannedTrial]:

@@ -90,6 +90,7 @@ def _outcome(result: Any) -> TrialOutcome:
         train_error=float(metrics.get("train_error", math.nan)),
         test_error=float(metrics.get("test_error", math.nan)),
         validation_error=float(metrics.get("validation_error", math.nan) or math.nan),
+        test_error_10crop=float(metrics.get("test_error_10crop", math.nan) or math.nan),
         status=status,
         reason=reason,
         params=dict(record.sampled),

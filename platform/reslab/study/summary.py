@@ -26,6 +26,7 @@ class TrialOutcome:
     test_error_late: float = math.nan  # mean test error over the same reports
     response_std: float = math.nan  # Fig. 7: the mean over 3x3 layers of their response std (NaN: not measured)
     validation_error: float = math.nan  # final error on the held-out validation set (NaN: none held out)
+    test_error_10crop: float = math.nan  # final 10-crop test error (ImageNet with ten_crop; NaN otherwise)
 
 
 def late_mean(iterations: Sequence[int], values: Sequence[float], planned: int) -> float:
@@ -45,8 +46,10 @@ def _mean_std(values: pd.Series) -> tuple[float, float]:
 def summarize(outcomes: Sequence[TrialOutcome], paper: Mapping[str, float], order: Sequence[str]) -> pd.DataFrame:
     """One row per variant (in `order`): errors in percent as mean and std over the finished seeds,
     n, the paper's test error and our mean minus the paper's. Diverged and failed trials are counted
-    but never averaged in."""
+    but never averaged in. Where the trials ran the paper's 10-crop test, its error is a column too and the
+    paper (whose tables are 10-crop) is compared with it, not with the centre-crop curve's last point."""
     frame = pd.DataFrame([o.__dict__ for o in outcomes])
+    ten_crop = not frame.empty and "test_error_10crop" in frame and frame["test_error_10crop"].notna().any()
     rows = []
     for label in order:
         trials = frame[frame["label"] == label] if not frame.empty else frame
@@ -54,20 +57,25 @@ def summarize(outcomes: Sequence[TrialOutcome], paper: Mapping[str, float], orde
         train_mean, train_std = _mean_std(100 * finished["train_error"]) if len(finished) else (math.nan, math.nan)
         test_mean, test_std = _mean_std(100 * finished["test_error"]) if len(finished) else (math.nan, math.nan)
         reference = paper.get(label, math.nan)
-        rows.append(
-            {
-                "variant": label,
-                "n": len(finished),
-                "train_error_mean": train_mean,
-                "train_error_std": train_std,
-                "test_error_mean": test_mean,
-                "test_error_std": test_std,
-                "paper_test_error": reference,
-                "difference": test_mean - reference,
-                "diverged": int((trials["status"] == "diverged").sum()) if len(trials) else 0,
-                "failed": int((trials["status"] == "failed").sum()) if len(trials) else 0,
-            }
-        )
+        row = {
+            "variant": label,
+            "n": len(finished),
+            "train_error_mean": train_mean,
+            "train_error_std": train_std,
+            "test_error_mean": test_mean,
+            "test_error_std": test_std,
+            "paper_test_error": reference,
+            "difference": test_mean - reference,
+            "diverged": int((trials["status"] == "diverged").sum()) if len(trials) else 0,
+            "failed": int((trials["status"] == "failed").sum()) if len(trials) else 0,
+        }
+        if ten_crop:
+            crop_mean, crop_std = (
+                _mean_std(100 * finished["test_error_10crop"]) if len(finished) else (math.nan, math.nan)
+            )
+            row |= {"test_error_10crop_mean": crop_mean, "test_error_10crop_std": crop_std}
+            row["difference"] = crop_mean - reference
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -90,6 +98,9 @@ def paper_table(table: pd.DataFrame) -> pd.DataFrame:
             "variant": row.variant,
             "train error %": _pm(row.train_error_mean, row.train_error_std, row.n),
             "test error %": _pm(row.test_error_mean, row.test_error_std, row.n),
+            "10-crop test error %": _pm(
+                getattr(row, "test_error_10crop_mean", math.nan), getattr(row, "test_error_10crop_std", 0.0), row.n
+            ),
             "paper %": _num(row.paper_test_error),
             "difference": _num(row.difference, signed=True),
             "diverged": str(row.diverged),
@@ -97,7 +108,10 @@ def paper_table(table: pd.DataFrame) -> pd.DataFrame:
         }
         for row in table.itertuples()
     ]
-    columns = ["variant", "train error %", "test error %", "paper %", "difference", "diverged", "failed"]
+    columns = ["variant", "train error %", "test error %", "10-crop test error %", "paper %", "difference"]
+    columns += ["diverged", "failed"]
+    if "test_error_10crop_mean" not in table:  # no 10-crop test (CIFAR; centre-crop-only runs): no column
+        columns.remove("10-crop test error %")
     if table["paper_test_error"].isna().all():  # no paper numbers (a synthetic-data run): no columns for them
         columns = [c for c in columns if c not in ("paper %", "difference")]
     return pd.DataFrame(rows, columns=columns)[columns]

@@ -59,7 +59,7 @@ class TrainConfig:
     device: str | None = None  # "cpu", "cuda", "cuda:1"...; None = CUDA when available
     precision: str = "auto"  # "fp32", "bf16", or "auto" (bf16 where the hardware has it natively)
     workers: int = 4  # DataLoader processes decoding ImageNet images
-    ten_crop: bool = False  # ImageNet: test on 10 crops (the paper's comparisons) instead of 1
+    ten_crop: bool = False  # ImageNet: also test on 10 crops at the end (the paper's tables); curves stay centre-crop
     data_parallel: int = 1  # workers (GPUs) training this run together with DDP; batch_size is their total
 
     def __post_init__(self) -> None:

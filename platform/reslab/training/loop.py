@@ -47,6 +47,8 @@ class Report:
     validation_loss: float | None = None  # cross-entropy on the same set
     train_error_top5: float | None = None  # top-5 error over the same steps as train_error (None: not measured)
     test_error_top5: float | None = None  # top-5 error on the test set (ImageNet's tables give both)
+    test_error_10crop: float | None = None  # the final report only: 10-crop testing (Tables 2 and 3), when asked
+    test_error_10crop_top5: float | None = None
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -272,10 +274,15 @@ class Trainer:
         test = self.evaluate()
         validation = self.evaluate(self.data.validation_batches()) if self.data.has_validation else None
         lr = self.recipe.lr_at(self.iteration - 1, self.warming_up)
+        finals = {}
+        if self.iteration == self.recipe.iterations:  # the paper's final tests, once (costly: 10 crops an image)
+            for name, batches in self.data.final_evaluations().items():
+                final = self.evaluate(batches)
+                finals |= {f"test_error_{name}": final.error, f"test_error_{name}_top5": final.error_top5}
         report = Report(
             self.iteration, train_error, train_loss, test.error, test.loss, lr, images_per_second,
             validation.error if validation else None, validation.loss if validation else None,
-            train_top5, test.error_top5,
+            train_top5, test.error_top5, **finals,
         )  # fmt: skip
         self.history.append(report)
         return report
