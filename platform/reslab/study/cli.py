@@ -12,7 +12,7 @@ from ..data import DatasetNotFoundError
 from ..data.fetch import check_source
 from ..logs import configure_logging
 from ..tracking import TrackingUnavailable
-from .plan import format_plan, plan
+from .plan import format_plan, plan, seeds_note
 from .preflight import check_data_here
 from .runner import run_study
 from .spec import PROFILES, Study
@@ -132,6 +132,8 @@ def main(*studies: Study, argv: list[str] | None = None, prog: str | None = None
                 check_data_here(trials)
             concurrency = args.max_concurrent_trials or os.cpu_count() or 1
             print(format_plan(plan(trials), concurrency, "this machine"))
+            if note := seeds_note(study, args.profile):
+                print(note)
             return 0
         run = run_study(
             study,

@@ -19,7 +19,7 @@ from ..data import TensorData, synthetic_splits
 from ..models import complexity, create_model, get_model_info
 from ..training import TrainConfig, Trainer, pick_device
 from ..training.recipe import Recipe
-from .spec import Trial
+from .spec import PROFILES, SMALL_MARGIN, Study, Trial, variant_label
 
 PROBE_STEPS = 2  # timed steps of the throughput probe (after one untimed)
 PROBE_BATCH = {32: 32, 224: 4}  # probe batch by image size: near the real batch, yet a probe of seconds
@@ -140,6 +140,17 @@ def format_plan(planned: list[PlannedTrial], concurrency: int, device: str) -> s
         f"({_duration(total_seconds)} of trial time)"
     )
     return "\n".join(lines)
+
+
+def seeds_note(study: Study, profile: str) -> str:
+    """What the dry run says about the seeds a profile adds where a claimed margin is small ("" if none)."""
+    if not PROFILES[profile].margin_seeds or not (needed := study.seeds_needed()):
+        return ""
+    parts = [f"{label} ({len(study.seeds_of(v, PROFILES[profile]))} seeds; margin {needed[label][1]:.2f})"
+             for v in study.variants if (label := variant_label(v)) in needed]  # fmt: skip
+    return f"seeds: the paper decides these claims by under {SMALL_MARGIN} points, so they run more seeds: " + (
+        ", ".join(parts)
+    )
 
 
 def _duration(seconds: float) -> str:
