@@ -69,9 +69,10 @@ def test_trains_and_evaluates_with_ten_crops(tiny_imagenet: Path) -> None:
     assert final.test_error_10crop == trainer.evaluate(data.final_evaluations()["10crop"]).error
 
 
-def test_an_imagenet_run_reports_top5_error_with_ten_crops(tmp_path: Path) -> None:
-    """An ImageNet config measures top-5 beside top-1 in training and in 10-crop testing (seven classes: top-5
-    misses only what is outside five of seven)."""
+def test_an_imagenet_run_reports_top5_and_the_ten_crop_and_multiscale_finals(tmp_path: Path) -> None:
+    """An ImageNet config measures top-5 beside top-1 in training and testing (seven classes: top-5 misses only
+    what is outside five of seven), and at the end the 10-crop test and Table 4's fully-convolutional
+    multi-scale test (the whole image with its shorter side at 224, 256, 384, 480 and 640)."""
     import numpy as np
     from PIL import Image
 
@@ -87,9 +88,15 @@ def test_an_imagenet_run_reports_top5_error_with_ten_crops(tmp_path: Path) -> No
                 Image.fromarray(pixels).save(folder / f"{index}_{i}.JPEG", quality=90)
     recipe = Recipe(batch_size=7, iterations=2, milestones=())
     config = TrainConfig(
-        "resnet18", recipe=recipe, dataset="imagenet", data_dir=str(tmp_path), ten_crop=True, eval_every=2
-    )
-    report = build_trainer(replace(config, workers=0)).run()
+        "resnet18", recipe=recipe, dataset="imagenet", data_dir=str(tmp_path), ten_crop=True, eval_every=2,
+        multiscale=True,
+    )  # fmt: skip
+    trainer = build_trainer(replace(config, workers=0))
+    scales, label = next(iter(trainer.data.final_evaluations()["multiscale"]))
+    assert [min(x.shape[-2:]) for x in scales] == [224, 256, 384, 480, 640] and label.shape == (1,)
+    assert scales[-1].shape[-2:] == (640, 693)  # the whole 240x260 image, aspect kept: no crop
+    report = trainer.run()
+    assert 0 <= report.test_error_multiscale_top5 <= report.test_error_multiscale <= 1
     assert report.train_error_top5 is not None and 0 <= report.train_error_top5 <= report.train_error
     assert report.test_error_top5 is not None and 0 <= report.test_error_top5 <= report.test_error
     assert report.test_error_10crop_top5 is not None and 0 <= report.test_error_10crop_top5 <= report.test_error_10crop

@@ -150,7 +150,8 @@ def draw_views() -> None:
         st.markdown(to_markdown(results, title))
         st.download_button("Download CSV", results.to_csv(index=False), f"{experiment}.csv", "text/csv")
         st.subheader("Trials")
-        hidden = ["run_id", "artifact_uri"] + (["test_error_10crop"] if runs["test_error_10crop"].isna().all() else [])
+        finals = [c for c in ("test_error_10crop", "test_error_multiscale") if runs[c].isna().all()]  # not run
+        hidden = ["run_id", "artifact_uri", *finals]
         st.dataframe(runs.drop(columns=hidden), hide_index=True, width="stretch")
 
     with verdicts_tab:

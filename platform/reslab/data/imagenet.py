@@ -89,6 +89,28 @@ def eval_transform(crop: int = 224, resize: int = 256, ten_crop: bool = False) -
     )
 
 
+MULTISCALE_SIDES = (224, 256, 384, 480, 640)  # Table 4: the shorter side of each scale
+
+
+class MultiScale:
+    """The paper's fully-convolutional multi-scale test (Table 4): the whole image, its shorter side resized
+    to each of `sides`, each normalised; the net's global pooling takes any size, and the scores of the
+    scales are averaged (`Trainer.evaluate`). Returns one tensor per scale."""
+
+    def __init__(self, sides: tuple[int, ...] = MULTISCALE_SIDES) -> None:
+        to_float = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
+        self.scales = [v2.Compose([v2.ToImage(), v2.Resize(side, antialias=True), *to_float]) for side in sides]
+
+    def __call__(self, image: object) -> list[torch.Tensor]:
+        return [scale(image) for scale in self.scales]
+
+
+def _one_image(items: list[tuple[list[torch.Tensor], int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """A multi-scale batch of one image (its scales differ in size from every other image's)."""
+    [(scales, label)] = items
+    return [scale.unsqueeze(0) for scale in scales], torch.tensor([label])
+
+
 class EpochBatchSampler(Sampler[list[int]]):
     """Endless batches of indices starting at `start_iteration`; epoch e visits the images in the
     order of a permutation seeded by (seed, e), so a resumed run sees the same images in the same order."""
@@ -132,6 +154,7 @@ class ImageFolderData:
         device: torch.device | str = "cpu",
         workers: int = 4,
         ten_crop: bool = False,
+        multiscale: bool = False,
         test_batch_size: int | None = None,
         shard: Shard | None = None,
     ) -> None:
@@ -141,6 +164,7 @@ class ImageFolderData:
         # curves are centre-crop, as the paper's Fig. 4; its tables' 10-crop test runs once, at the end
         self.test_set = _image_folder(root, "val", eval_transform())
         self.ten_crop_set = _image_folder(root, "val", eval_transform(ten_crop=True)) if ten_crop else None
+        self.multiscale_set = _image_folder(root, "val", MultiScale()) if multiscale else None
         if self.train_set.classes != self.test_set.classes:
             raise ValueError(f"train/ and val/ under {root} have different class folders")
         if not 1 <= batch_size <= len(self.train_set):
@@ -168,9 +192,19 @@ class ImageFolderData:
         return self._batches_of(self.test_set)
 
     def final_evaluations(self) -> dict[str, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-        """The paper's final tests, run once at the end: "10crop" (each input (batch, 10, 3, 224, 224)) when
-        asked for."""
-        return {"10crop": self._batches_of(self.ten_crop_set)} if self.ten_crop_set is not None else {}
+        """The paper's final tests, run once at the end, where asked for: "10crop" (each input (batch, 10, 3,
+        224, 224)) and "multiscale" (each input a list of one image at every scale)."""
+        finals = {}
+        if self.ten_crop_set is not None:
+            finals["10crop"] = self._batches_of(self.ten_crop_set)
+        if self.multiscale_set is not None:
+            finals["multiscale"] = self._multiscale_batches(self.multiscale_set)
+        return finals
+
+    def _multiscale_batches(self, dataset: Dataset) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
+        mine = Subset(dataset, range(self.shard.rank, len(dataset), self.shard.size))
+        for scales, labels in self._loader(mine, batch_size=1, collate_fn=_one_image):
+            yield [s.to(self.device, non_blocking=True) for s in scales], labels.to(self.device, non_blocking=True)
 
     def _batches_of(self, dataset: Dataset) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         mine = Subset(dataset, range(self.shard.rank, len(dataset), self.shard.size))

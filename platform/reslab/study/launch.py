@@ -25,7 +25,7 @@ def grid_fingerprint(trials: list[Trial], study: Study, profile: str) -> str:
 
 
 # config fields added after studies were first fingerprinted, with the default an older experiment trained with
-NEW_FIELDS = {"validation_seed": 0}
+NEW_FIELDS = {"validation_seed": 0, "multiscale": False}
 
 
 def earlier_fingerprints(trials: list[Trial], study: Study, profile: str) -> set[str]:
@@ -104,6 +104,7 @@ def launch_record(study: Study, profile: str, trials: list[Trial]) -> dict[str, 
         "profile": profile,
         "variants": [variant_label(v) for v in study.variants],  # the order the paper's tables use
         "paper": dict(study.paper),  # the paper's test error (%) by variant, for tables beside ours
+        "paper_multiscale": dict(study.paper_multiscale),  # Table 4's, where the study runs that test
         "metric": study.metric,
         "trials": [{"label": t.label, "seed": t.seed, "config": t.config.to_dict()} for t in trials],
     }

@@ -90,6 +90,10 @@ def eval_images(config: TrainConfig) -> float:
     test = TEST_IMAGES[config.dataset]
     validation = round(TRAIN_IMAGES[config.dataset] * config.validation_fraction) if config.validation_fraction else 0
     final = 10 * test if config.ten_crop and config.dataset == "imagenet" else 0
+    if config.multiscale and config.dataset == "imagenet":  # the whole image at each scale, in 224x224 units
+        from ..data.imagenet import MULTISCALE_SIDES  # torchvision: only where an ImageNet plan needs it
+
+        final += test * sum((side / 224) ** 2 * 4 / 3 for side in MULTISCALE_SIDES)  # 4:3, ImageNet's usual shape
     return evaluations(config) * (test + validation) + final
 
 

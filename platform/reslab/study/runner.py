@@ -91,6 +91,7 @@ def _outcome(result: Any) -> TrialOutcome:
         test_error=float(metrics.get("test_error", math.nan)),
         validation_error=float(metrics.get("validation_error", math.nan) or math.nan),
         test_error_10crop=float(metrics.get("test_error_10crop", math.nan) or math.nan),
+        test_error_multiscale=float(metrics.get("test_error_multiscale", math.nan) or math.nan),
         status=status,
         reason=reason,
         params=dict(record.sampled),
@@ -314,7 +315,10 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
     dataset = launch.trials[0].config.dataset
     order = [variant_label(v) for v in study.variants]
     if study.search is None:
-        table = summarize(outcomes, {} if dataset == "synthetic" else study.paper, order=order)
+        synthetic = dataset == "synthetic"
+        table = summarize(
+            outcomes, {} if synthetic else study.paper, order, {} if synthetic else study.paper_multiscale
+        )
         markdown = to_markdown(table, title)
         if dataset == "synthetic":
             markdown += "\nTrained on synthetic data: no comparison with the paper's numbers.\n"

@@ -132,6 +132,7 @@ class Study:
     seeds: tuple[int, ...] = (0,)  # every variant runs once per seed
     settings: Mapping[str, Any] = field(default_factory=dict)  # applied to every variant first
     paper: Mapping[str, float] = field(default_factory=dict)  # the paper's test error (%) by variant label
+    paper_multiscale: Mapping[str, float] = field(default_factory=dict)  # Table 4: multi-scale test error (%)
     metric: str = "test_error"  # what "best" means (lower is better); a search selects on "validation_error"
     layer_responses: bool = False  # also measure Fig. 7's per-layer response std at the end of each trial
     search: Search | None = None  # sample the recipe instead of crossing a grid (one base variant)

@@ -27,6 +27,7 @@ class TrialOutcome:
     response_std: float = math.nan  # Fig. 7: the mean over 3x3 layers of their response std (NaN: not measured)
     validation_error: float = math.nan  # final error on the held-out validation set (NaN: none held out)
     test_error_10crop: float = math.nan  # final 10-crop test error (ImageNet with ten_crop; NaN otherwise)
+    test_error_multiscale: float = math.nan  # final multi-scale test error (Table 4; NaN where not run)
 
 
 def late_mean(iterations: Sequence[int], values: Sequence[float], planned: int) -> float:
@@ -43,13 +44,20 @@ def _mean_std(values: pd.Series) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
-def summarize(outcomes: Sequence[TrialOutcome], paper: Mapping[str, float], order: Sequence[str]) -> pd.DataFrame:
+def summarize(
+    outcomes: Sequence[TrialOutcome],
+    paper: Mapping[str, float],
+    order: Sequence[str],
+    paper_multiscale: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """One row per variant (in `order`): errors in percent as mean and std over the finished seeds,
     n, the paper's test error and our mean minus the paper's. Diverged and failed trials are counted
     but never averaged in. Where the trials ran the paper's 10-crop test, its error is a column too and the
-    paper (whose tables are 10-crop) is compared with it, not with the centre-crop curve's last point."""
+    paper (whose tables are 10-crop) is compared with it, not with the centre-crop curve's last point; where
+    they ran the multi-scale test, it is a column beside Table 4's number (`paper_multiscale`)."""
     frame = pd.DataFrame([o.__dict__ for o in outcomes])
     ten_crop = not frame.empty and "test_error_10crop" in frame and frame["test_error_10crop"].notna().any()
+    multiscale = not frame.empty and "test_error_multiscale" in frame and frame["test_error_multiscale"].notna().any()
     rows = []
     for label in order:
         trials = frame[frame["label"] == label] if not frame.empty else frame
@@ -76,6 +84,16 @@ def summarize(outcomes: Sequence[TrialOutcome], paper: Mapping[str, float], orde
             )
             row |= {"test_error_10crop_mean": crop_mean, "test_error_10crop_std": crop_std}
             row["difference"] = crop_mean - reference
+        if multiscale:
+            scale_mean, scale_std = (
+                _mean_std(100 * finished["test_error_multiscale"]) if len(finished) else (math.nan, math.nan)
+            )
+            table4 = (paper_multiscale or {}).get(label, math.nan)
+            row |= {
+                "test_error_multiscale_mean": scale_mean,
+                "test_error_multiscale_std": scale_std,
+                "paper_multiscale_test_error": table4,
+            }
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -105,13 +123,21 @@ def paper_table(table: pd.DataFrame) -> pd.DataFrame:
             "best %": _num(row.test_error_best) if row.n > 1 else "—",
             "paper %": _num(row.paper_test_error),
             "difference": _num(row.difference, signed=True),
+            "multi-scale test error %": _pm(
+                getattr(row, "test_error_multiscale_mean", math.nan),
+                getattr(row, "test_error_multiscale_std", 0.0),
+                row.n,
+            ),
+            "paper multi-scale %": _num(getattr(row, "paper_multiscale_test_error", math.nan)),
             "diverged": str(row.diverged),
             "failed": str(row.failed),
         }
         for row in table.itertuples()
     ]
     columns = ["variant", "train error %", "test error %", "best %", "10-crop test error %", "paper %", "difference"]
-    columns += ["diverged", "failed"]
+    columns += ["multi-scale test error %", "paper multi-scale %", "diverged", "failed"]
+    if "test_error_multiscale_mean" not in table:  # Table 4's test not run: no columns for it
+        columns = [c for c in columns if "multi-scale" not in c]
     if (table["n"] <= 1).all():  # best of several seeds, as the paper gives ResNet-110's: only where there are several
         columns.remove("best %")
     if "test_error_10crop_mean" not in table:  # no 10-crop test (CIFAR; centre-crop-only runs): no column

@@ -19,6 +19,7 @@ METRICS = (
     "validation_error", "validation_loss",  # where a run holds out a validation set (a search selects on it)
     "train_error_top5", "test_error_top5",  # ImageNet runs: the paper's tables give top-1 and top-5
     "test_error_10crop", "test_error_10crop_top5",  # the final report of a run with 10-crop testing
+    "test_error_multiscale", "test_error_multiscale_top5",  # ... and with the multi-scale test (Table 4)
 )  # fmt: skip
 CURVE_METRICS = ("train_error", "test_error")  # what the paper's figures plot
 

@@ -60,6 +60,7 @@ class TrainConfig:
     precision: str = "auto"  # "fp32", "bf16", or "auto" (bf16 where the hardware has it natively)
     workers: int = 4  # DataLoader processes decoding ImageNet images
     ten_crop: bool = False  # ImageNet: also test on 10 crops at the end (the paper's tables); curves stay centre-crop
+    multiscale: bool = False  # ImageNet: also the fully-convolutional multi-scale test at the end (Table 4)
     data_parallel: int = 1  # workers (GPUs) training this run together with DDP; batch_size is their total
 
     def __post_init__(self) -> None:
@@ -162,6 +163,7 @@ def load_data(config: TrainConfig, device: torch.device, shard: Shard | None = N
             device=device,
             workers=config.workers,
             ten_crop=config.ten_crop,
+            multiscale=config.multiscale,
             shard=shard,
         )
     if config.dataset == "synthetic":

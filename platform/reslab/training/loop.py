@@ -49,6 +49,8 @@ class Report:
     test_error_top5: float | None = None  # top-5 error on the test set (ImageNet's tables give both)
     test_error_10crop: float | None = None  # the final report only: 10-crop testing (Tables 2 and 3), when asked
     test_error_10crop_top5: float | None = None
+    test_error_multiscale: float | None = None  # the final report only: multi-scale testing (Table 4), when asked
+    test_error_multiscale_top5: float | None = None
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -202,7 +204,11 @@ class Trainer:
         misses5 = torch.zeros((), device=self.device)
         for images, labels in self.data.test_batches() if batches is None else batches:
             with self._autocast():
-                if images.dim() == 5:
+                if isinstance(images, list):  # one image at several scales (fully convolutional): mean softmax
+                    scores = [self.model(x.contiguous(memory_format=self.memory_format)).float() for x in images]
+                    probs = torch.stack([s.softmax(1) for s in scores]).mean(0)
+                    log_probs = probs.clamp_min(1e-12).log()
+                elif images.dim() == 5:
                     crops = images.shape[1]
                     flat = images.flatten(0, 1).contiguous(memory_format=self.memory_format)
                     probs = self.model(flat).float().softmax(1).view(len(labels), crops, -1).mean(1)
