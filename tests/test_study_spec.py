@@ -151,10 +151,17 @@ def test_the_summary_sets_the_paper_beside_the_ten_crop_test_where_one_ran() -> 
     scaled = [
         TrialOutcome("resnet34", 0, 100, 0.2, 0.3, "finished", test_error_10crop=0.28, test_error_multiscale=0.23)
     ]
-    table4 = summarize(scaled, {"resnet34": 25.03}, ["resnet34"], {"resnet34": 21.84})
+    table4 = summarize(scaled, {"resnet34": 25.03}, ["resnet34"], {"test_error_multiscale": {"resnet34": 21.84}})
     assert table4.loc[0, "test_error_multiscale_mean"] == pytest.approx(23.0)
-    assert "| multi-scale test error % | paper multi-scale % |" in to_markdown(table4, "t")
+    assert "| multi-scale % | paper multi-scale % |" in to_markdown(table4, "t")
     assert "| 23.00 (1) | 21.84 |" in to_markdown(table4, "t")
+    assert "top-5" not in to_markdown(table4, "t")  # no top-5 measured: no column
+    typo = Study("s", "t", "imagenet", grid(model=["resnet34"]), paper_more={"test_error_top5": {"resnet43": 7.4}})
+    assert typo.problems("smoke") == [
+        "paper_more.test_error_top5: not a final test; valid: test_error_10crop_top5, test_error_multiscale, "
+        "test_error_multiscale_top5",
+        "paper_more.test_error_top5.resnet43: no such variant",
+    ]
     assert "multi-scale" not in to_markdown(table, "t")  # not run: no columns
     cifar = summarize([TrialOutcome("a", 0, 100, 0.1, 0.2, "finished")], {"a": 8.75}, order=["a"])
     assert "10-crop" not in to_markdown(cifar, "t") and cifar.loc[0, "difference"] == pytest.approx(20 - 8.75)

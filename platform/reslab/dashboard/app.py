@@ -31,7 +31,7 @@ from reslab.dashboard import (
 )
 from reslab.dashboard.report import study_report
 from reslab.dashboard.scorecard import tally
-from reslab.study.summary import to_markdown
+from reslab.study.summary import FINAL_TESTS, to_markdown
 from reslab.tracking import TrackingUnavailable, prepare_store, resolve_tracking_uri
 
 REFRESH_S = 10  # cached queries expire this fast, so a running study's views follow it
@@ -150,7 +150,7 @@ def draw_views() -> None:
         st.markdown(to_markdown(results, title))
         st.download_button("Download CSV", results.to_csv(index=False), f"{experiment}.csv", "text/csv")
         st.subheader("Trials")
-        finals = [c for c in ("test_error_10crop", "test_error_multiscale") if runs[c].isna().all()]  # not run
+        finals = [c for c in FINAL_TESTS if runs[c].isna().all()]  # tests the trials did not run
         hidden = ["run_id", "artifact_uri", *finals]
         st.dataframe(runs.drop(columns=hidden), hide_index=True, width="stretch")
 

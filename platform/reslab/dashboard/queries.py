@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..study.summary import TrialOutcome, summarize
+from ..study.summary import FINAL_TESTS, TrialOutcome, summarize
 from ..tracking.catalog import latest_launch, registered_versions
 from ..tracking.layout import (
     CURVE_METRICS,
@@ -55,7 +55,7 @@ class StudyDefinition:
     profile: str = ""
     variants: list[str] = field(default_factory=list)
     paper: dict[str, float] = field(default_factory=dict)
-    paper_multiscale: dict[str, float] = field(default_factory=dict)  # Table 4's numbers, where recorded
+    paper_more: dict[str, dict[str, float]] = field(default_factory=dict)  # top-5, Table 4: metric -> variant
     planned: dict[str, int] = field(default_factory=dict)  # trial label-seed -> planned iterations
     provenance: dict[str, str] = field(default_factory=dict)  # the launch's command, commit and versions
 
@@ -141,7 +141,7 @@ def study_definition(uri: str, experiment: str) -> StudyDefinition:
         profile=values.get("profile", ""),
         variants=list(values.get("variants", [])),
         paper={k: float(v) for k, v in values.get("paper", {}).items()},
-        paper_multiscale={k: float(v) for k, v in values.get("paper_multiscale", {}).items()},
+        paper_more={m: {k: float(v) for k, v in by.items()} for m, by in values.get("paper_more", {}).items()},
         planned=planned,
         provenance=provenance,
     )
@@ -163,8 +163,7 @@ def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
                 "status": _status(run),
                 "train_error": 100 * metrics.get("train_error", math.nan),
                 "test_error": 100 * metrics.get("test_error", math.nan),
-                "test_error_10crop": 100 * metrics.get("test_error_10crop", math.nan),  # the paper's tables' test
-                "test_error_multiscale": 100 * metrics.get("test_error_multiscale", math.nan),  # Table 4's
+                **{m: 100 * metrics.get(m, math.nan) for m in FINAL_TESTS},  # the paper's tables' tests
                 "iterations": int(run.data.params.get("recipe.iterations", 0)),
                 "run_name": run.info.run_name,
                 "run_id": run.info.run_id,
@@ -172,8 +171,7 @@ def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
             }
         )
     columns = [
-        "variant", "seed", "status", "train_error", "test_error", "test_error_10crop", "test_error_multiscale",
-        "iterations", "run_name",
+        "variant", "seed", "status", "train_error", "test_error", *FINAL_TESTS, "iterations", "run_name",
         "run_id", "artifact_uri",
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns).sort_values(["variant", "seed"], ignore_index=True)
@@ -232,13 +230,12 @@ def results_table(runs: pd.DataFrame, definition: StudyDefinition) -> pd.DataFra
             train_error=r.train_error / 100,
             test_error=r.test_error / 100,
             status=r.status,
-            test_error_10crop=r.test_error_10crop / 100,
-            test_error_multiscale=r.test_error_multiscale / 100,
+            **{m: getattr(r, m) / 100 for m in FINAL_TESTS},
         )
         for r in runs.itertuples()
     ]
     order = definition.variants or sorted(runs["variant"].unique())
-    return summarize(outcomes, definition.paper, order, definition.paper_multiscale)
+    return summarize(outcomes, definition.paper, order, definition.paper_more)
 
 
 def layer_responses(uri: str, runs: pd.DataFrame) -> pd.DataFrame:

@@ -104,7 +104,7 @@ def launch_record(study: Study, profile: str, trials: list[Trial]) -> dict[str, 
         "profile": profile,
         "variants": [variant_label(v) for v in study.variants],  # the order the paper's tables use
         "paper": dict(study.paper),  # the paper's test error (%) by variant, for tables beside ours
-        "paper_multiscale": dict(study.paper_multiscale),  # Table 4's, where the study runs that test
+        "paper_more": {m: dict(by) for m, by in study.paper_more.items()},  # top-5, Table 4: metric -> variant
         "metric": study.metric,
         "trials": [{"label": t.label, "seed": t.seed, "config": t.config.to_dict()} for t in trials],
     }

@@ -41,6 +41,7 @@ from .search_journal import fetch_journal, publish_journal
 from .spec import Study, Trial, variant_label
 from .storage import StorageFault, read_text, storage_fault, storage_uri, write_text
 from .summary import (
+    FINAL_TESTS,
     TrialOutcome,
     late_mean,
     response_table,
@@ -90,8 +91,7 @@ def _outcome(result: Any) -> TrialOutcome:
         train_error=float(metrics.get("train_error", math.nan)),
         test_error=float(metrics.get("test_error", math.nan)),
         validation_error=float(metrics.get("validation_error", math.nan) or math.nan),
-        test_error_10crop=float(metrics.get("test_error_10crop", math.nan) or math.nan),
-        test_error_multiscale=float(metrics.get("test_error_multiscale", math.nan) or math.nan),
+        **{m: float(metrics.get(m, math.nan) or math.nan) for m in FINAL_TESTS},
         status=status,
         reason=reason,
         params=dict(record.sampled),
@@ -316,9 +316,7 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
     order = [variant_label(v) for v in study.variants]
     if study.search is None:
         synthetic = dataset == "synthetic"
-        table = summarize(
-            outcomes, {} if synthetic else study.paper, order, {} if synthetic else study.paper_multiscale
-        )
+        table = summarize(outcomes, {} if synthetic else study.paper, order, {} if synthetic else study.paper_more)
         markdown = to_markdown(table, title)
         if dataset == "synthetic":
             markdown += "\nTrained on synthetic data: no comparison with the paper's numbers.\n"

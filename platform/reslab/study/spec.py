@@ -17,6 +17,7 @@ from ..tracking.layout import name_problem
 from ..training import Recipe, TrainConfig, paper_recipe
 from ..training.config import MAX_SEED
 from .claims import Claim
+from .summary import MORE_TESTS
 
 RECIPE_KEYS = frozenset(f.name for f in fields(Recipe))
 CONFIG_KEYS = frozenset(f.name for f in fields(TrainConfig)) - {"recipe", "seed", "data_dir", "dataset"}
@@ -132,7 +133,9 @@ class Study:
     seeds: tuple[int, ...] = (0,)  # every variant runs once per seed
     settings: Mapping[str, Any] = field(default_factory=dict)  # applied to every variant first
     paper: Mapping[str, float] = field(default_factory=dict)  # the paper's test error (%) by variant label
-    paper_multiscale: Mapping[str, float] = field(default_factory=dict)  # Table 4: multi-scale test error (%)
+    # the paper's numbers for its other final tests, by metric then variant (top-5 of Table 3, Table 4's
+    # multi-scale top-1 and top-5): see summary.MORE_TESTS
+    paper_more: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     metric: str = "test_error"  # what "best" means (lower is better); a search selects on "validation_error"
     layer_responses: bool = False  # also measure Fig. 7's per-layer response std at the end of each trial
     search: Search | None = None  # sample the recipe instead of crossing a grid (one base variant)
@@ -167,6 +170,11 @@ class Study:
             found.append("metric: validation_error needs a validation split: set validation_fraction (0.1: 45k/5k)")
         for claim in self.claims:
             found += claim.problems(map(variant_label, self.variants))
+        labels = {variant_label(v) for v in self.variants}
+        for metric, by_variant in self.paper_more.items():
+            if metric not in MORE_TESTS:
+                found.append(f"paper_more.{metric}: not a final test; valid: {', '.join(MORE_TESTS)}")
+            found += [f"paper_more.{metric}.{label}: no such variant" for label in by_variant if label not in labels]
         if len(set(map(variant_label, self.variants))) != len(self.variants):
             found.append("variants: two variants have the same label (duplicate grid points)")
         for where, values in [("settings", self.settings)] + [

@@ -28,6 +28,8 @@ class TrialOutcome:
     validation_error: float = math.nan  # final error on the held-out validation set (NaN: none held out)
     test_error_10crop: float = math.nan  # final 10-crop test error (ImageNet with ten_crop; NaN otherwise)
     test_error_multiscale: float = math.nan  # final multi-scale test error (Table 4; NaN where not run)
+    test_error_10crop_top5: float = math.nan  # their top-5 errors (ImageNet)
+    test_error_multiscale_top5: float = math.nan
 
 
 def late_mean(iterations: Sequence[int], values: Sequence[float], planned: int) -> float:
@@ -44,26 +46,42 @@ def _mean_std(values: pd.Series) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
+# the paper's other final tests, each a column beside the paper's number where the trials ran it (see
+# `Study.paper_more`); 10-crop top-1 is the tables' own column (`paper`)
+MORE_TESTS = {
+    "test_error_10crop_top5": "10-crop top-5 %",
+    "test_error_multiscale": "multi-scale %",
+    "test_error_multiscale_top5": "multi-scale top-5 %",
+}
+FINAL_TESTS = ("test_error_10crop", *MORE_TESTS)  # what a trial's final report may add (`Report`)
+
+
 def summarize(
     outcomes: Sequence[TrialOutcome],
     paper: Mapping[str, float],
     order: Sequence[str],
-    paper_multiscale: Mapping[str, float] | None = None,
+    paper_more: Mapping[str, Mapping[str, float]] | None = None,
 ) -> pd.DataFrame:
     """One row per variant (in `order`): errors in percent as mean and std over the finished seeds,
     n, the paper's test error and our mean minus the paper's. Diverged and failed trials are counted
     but never averaged in. Where the trials ran the paper's 10-crop test, its error is a column too and the
-    paper (whose tables are 10-crop) is compared with it, not with the centre-crop curve's last point; where
-    they ran the multi-scale test, it is a column beside Table 4's number (`paper_multiscale`)."""
+    paper (whose tables are 10-crop) is compared with it, not with the centre-crop curve's last point; each
+    other final test they ran (`MORE_TESTS`: top-5, Table 4's multi-scale) is a column beside the paper's
+    number for it (`paper_more[metric][variant]`)."""
     frame = pd.DataFrame([o.__dict__ for o in outcomes])
-    ten_crop = not frame.empty and "test_error_10crop" in frame and frame["test_error_10crop"].notna().any()
-    multiscale = not frame.empty and "test_error_multiscale" in frame and frame["test_error_multiscale"].notna().any()
+
+    def ran(metric: str) -> bool:
+        return not frame.empty and metric in frame and frame[metric].notna().any()
+
     rows = []
     for label in order:
         trials = frame[frame["label"] == label] if not frame.empty else frame
         finished = trials[trials["status"] == "finished"] if not trials.empty else trials
-        train_mean, train_std = _mean_std(100 * finished["train_error"]) if len(finished) else (math.nan, math.nan)
-        test_mean, test_std = _mean_std(100 * finished["test_error"]) if len(finished) else (math.nan, math.nan)
+
+        def mean_std(metric: str, finished: pd.DataFrame = finished) -> tuple[float, float]:
+            return _mean_std(100 * finished[metric]) if len(finished) else (math.nan, math.nan)
+
+        (train_mean, train_std), (test_mean, test_std) = mean_std("train_error"), mean_std("test_error")
         reference = paper.get(label, math.nan)
         row = {
             "variant": label,
@@ -78,22 +96,13 @@ def summarize(
             "diverged": int((trials["status"] == "diverged").sum()) if len(trials) else 0,
             "failed": int((trials["status"] == "failed").sum()) if len(trials) else 0,
         }
-        if ten_crop:
-            crop_mean, crop_std = (
-                _mean_std(100 * finished["test_error_10crop"]) if len(finished) else (math.nan, math.nan)
-            )
-            row |= {"test_error_10crop_mean": crop_mean, "test_error_10crop_std": crop_std}
-            row["difference"] = crop_mean - reference
-        if multiscale:
-            scale_mean, scale_std = (
-                _mean_std(100 * finished["test_error_multiscale"]) if len(finished) else (math.nan, math.nan)
-            )
-            table4 = (paper_multiscale or {}).get(label, math.nan)
-            row |= {
-                "test_error_multiscale_mean": scale_mean,
-                "test_error_multiscale_std": scale_std,
-                "paper_multiscale_test_error": table4,
-            }
+        if ran("test_error_10crop"):
+            row["test_error_10crop_mean"], row["test_error_10crop_std"] = mean_std("test_error_10crop")
+            row["difference"] = row["test_error_10crop_mean"] - reference
+        for metric in MORE_TESTS:
+            if ran(metric):
+                row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(metric)
+                row[f"paper_{metric}"] = (paper_more or {}).get(metric, {}).get(label, math.nan)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -111,40 +120,31 @@ def _num(value: float, signed: bool = False) -> str:
 
 def paper_table(table: pd.DataFrame) -> pd.DataFrame:
     """The summary as the paper prints it (Table 6): one string per cell, errors in % as mean ± std (n).
-    The Markdown summary and the HTML report both render this one table."""
-    rows = [
-        {
-            "variant": row.variant,
-            "train error %": _pm(row.train_error_mean, row.train_error_std, row.n),
-            "test error %": _pm(row.test_error_mean, row.test_error_std, row.n),
-            "10-crop test error %": _pm(
-                getattr(row, "test_error_10crop_mean", math.nan), getattr(row, "test_error_10crop_std", 0.0), row.n
-            ),
-            "best %": _num(row.test_error_best) if row.n > 1 else "—",
-            "paper %": _num(row.paper_test_error),
-            "difference": _num(row.difference, signed=True),
-            "multi-scale test error %": _pm(
-                getattr(row, "test_error_multiscale_mean", math.nan),
-                getattr(row, "test_error_multiscale_std", 0.0),
-                row.n,
-            ),
-            "paper multi-scale %": _num(getattr(row, "paper_multiscale_test_error", math.nan)),
-            "diverged": str(row.diverged),
-            "failed": str(row.failed),
-        }
-        for row in table.itertuples()
-    ]
-    columns = ["variant", "train error %", "test error %", "best %", "10-crop test error %", "paper %", "difference"]
-    columns += ["multi-scale test error %", "paper multi-scale %", "diverged", "failed"]
-    if "test_error_multiscale_mean" not in table:  # Table 4's test not run: no columns for it
-        columns = [c for c in columns if "multi-scale" not in c]
-    if (table["n"] <= 1).all():  # best of several seeds, as the paper gives ResNet-110's: only where there are several
-        columns.remove("best %")
-    if "test_error_10crop_mean" not in table:  # no 10-crop test (CIFAR; centre-crop-only runs): no column
-        columns.remove("10-crop test error %")
-    if table["paper_test_error"].isna().all():  # no paper numbers (a synthetic-data run): no columns for them
-        columns = [c for c in columns if c not in ("paper %", "difference")]
-    return pd.DataFrame(rows, columns=columns)[columns]
+    The Markdown summary and the HTML report both render this one table. Columns of tests that did not run
+    (10-crop, top-5, multi-scale), of a best-of-seeds with one seed, and of paper numbers there are none of,
+    are left out."""
+    cells = pd.DataFrame({"variant": table["variant"]})
+    cells["train error %"] = [_pm(r.train_error_mean, r.train_error_std, r.n) for r in table.itertuples()]
+    cells["test error %"] = [_pm(r.test_error_mean, r.test_error_std, r.n) for r in table.itertuples()]
+    if (table["n"] > 1).any():  # best of several seeds, as the paper gives ResNet-110's
+        cells["best %"] = [_num(r.test_error_best) if r.n > 1 else "—" for r in table.itertuples()]
+    if "test_error_10crop_mean" in table:
+        cells["10-crop test error %"] = _pms(table, "test_error_10crop")
+    if table["paper_test_error"].notna().any():  # none on a synthetic-data run
+        cells["paper %"] = [_num(v) for v in table["paper_test_error"]]
+        cells["difference"] = [_num(v, signed=True) for v in table["difference"]]
+    for metric, title in MORE_TESTS.items():
+        if f"{metric}_mean" in table:
+            cells[title] = _pms(table, metric)
+            if table[f"paper_{metric}"].notna().any():
+                cells[f"paper {title}"] = [_num(v) for v in table[f"paper_{metric}"]]
+    cells["diverged"] = [str(v) for v in table["diverged"]]
+    cells["failed"] = [str(v) for v in table["failed"]]
+    return cells.reset_index(drop=True)
+
+
+def _pms(table: pd.DataFrame, metric: str) -> list[str]:
+    return [_pm(m, sd, n) for m, sd, n in zip(table[f"{metric}_mean"], table[f"{metric}_std"], table["n"], strict=True)]
 
 
 def to_markdown(table: pd.DataFrame, title: str) -> str:
