@@ -27,7 +27,7 @@ STUDY = Study(
         "imagenet-deeper-is-better",
         "Deeper ResNets are more accurate (no degradation up to 152 layers)",
         "Table 3",
-        "test_error",
+        "test_error_10crop",
         ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"],
     ),
 )

@@ -89,7 +89,7 @@ IMAGENET = Study(
             "plain34-tests-worse-than-plain18",
             "Plain-34 has higher validation error than plain-18",
             "Table 2",
-            "test_error",
+            "test_error_10crop",  # Table 2 is 10-crop
             lower="plain18",
             higher="plain34",
         ),
@@ -105,7 +105,7 @@ IMAGENET = Study(
             "resnet34-tests-better-than-resnet18",
             "ResNet-34 has lower validation error than ResNet-18",
             "Table 2",
-            "test_error",
+            "test_error_10crop",  # Table 2 is 10-crop
             lower="resnet34-A",
             higher="resnet18-A",
         ),
@@ -113,7 +113,7 @@ IMAGENET = Study(
             "resnet34-tests-better-than-plain34",
             "ResNet-34 has lower validation error than plain-34",
             "Table 2",
-            "test_error",
+            "test_error_10crop",  # Table 2 is 10-crop
             lower="resnet34-A",
             higher="plain34",
         ),

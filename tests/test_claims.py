@@ -35,6 +35,16 @@ def test_a_clear_effect_over_seeds_holds_with_its_welch_interval() -> None:
     assert (verdict.n_lower, verdict.n_higher) == (3, 3) and 0 < verdict.low < 4.0 < verdict.high
 
 
+def test_an_imagenet_claim_is_judged_on_the_ten_crop_test_of_the_paper_tables() -> None:
+    """Table 3's claims read the 10-crop error; the centre-crop curve's last point may disagree."""
+    claim = Claim("b-beats-a", "B beats A", "Table 3", "test_error_10crop", lower="resnet34-B", higher="resnet34-A")
+    trials = outcomes("resnet34-A", [25.0, 25.2, 25.1], metric="test_error_10crop") + outcomes(
+        "resnet34-B", [24.4, 24.5, 24.6], metric="test_error_10crop"
+    )
+    verdict = judge(claim, trials)
+    assert verdict.verdict == "holds" and verdict.effect == pytest.approx(0.6)
+
+
 def test_the_interval_is_welchs() -> None:
     from scipy import stats
 

@@ -27,6 +27,7 @@ from .summary import TrialOutcome
 METRICS = {
     "train_error": "final training error (%)",
     "test_error": "final test error (%)",
+    "test_error_10crop": "final 10-crop test error (%): the test of the paper's ImageNet tables",
     "train_error_late": "training error over the last quarter of training (%)",
     "test_error_late": "test error over the last quarter of training (%)",
     "response_std": "mean std of the 3x3 layers' responses",
