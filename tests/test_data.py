@@ -213,9 +213,9 @@ def test_a_node_copies_its_data_folder_once_from_a_folder_or_an_archive_source(c
     from reslab.data.fetch import check_source, fetch_dataset
 
     target = tmp_path / "node" / "cifar10"
-    assert fetch_dataset(str(cifar_subset), str(target)) is True
+    assert fetch_dataset(str(cifar_subset), str(target), 10**9) is True
     check_data_dir("cifar10", target)
-    assert fetch_dataset(str(cifar_subset), str(target)) is False  # there already: nothing copied
+    assert fetch_dataset(str(cifar_subset), str(target), 10**9) is False  # there already: nothing copied
     assert not [p.name for p in target.parent.iterdir() if ".partial" in p.name]
 
     archive = tmp_path / "cifar-10-python.tar.gz"  # the layout of CIFAR-10's own download
@@ -224,7 +224,7 @@ def test_a_node_copies_its_data_folder_once_from_a_folder_or_an_archive_source(c
     check_source(str(archive))
     unpacked = tmp_path / "other-node" / "cifar10"
     unpacked.mkdir(parents=True)  # an empty folder gives way to the copy
-    assert fetch_dataset(str(archive), str(unpacked)) is True
+    assert fetch_dataset(str(archive), str(unpacked), 10**9) is True
     check_data_dir("cifar10", unpacked)
     assert (unpacked / "cifar-10-batches-py" / "data_batch_1").is_file()
 

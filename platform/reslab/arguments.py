@@ -30,3 +30,14 @@ def port_number(text: str) -> int:
     if not text.strip().isdigit() or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text!r}")
     return int(text)
+
+
+def gigabytes(text: str) -> float:
+    """argparse type: a positive, finite size in GB (the cap an archive may unpack to)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a size in GB above 0, got {text!r}")
+    return value

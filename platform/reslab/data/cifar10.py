@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .archive import default_cap, extract_tar
 from .images import ImageSet, Splits
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -153,8 +154,9 @@ def load_cifar10(
 def download_cifar10(data_dir: str | Path, *, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5) -> Path:
     """Fetch the archive at `url`, check its md5 and extract it into `data_dir`.
 
-    Nothing is left behind on failure: the archive goes to a temporary file that is removed, and a
-    wrong checksum raises before anything is extracted.
+    Nothing is left behind on failure: the archive goes to a temporary file that is removed, a wrong checksum
+    raises before anything is extracted, and the archive is unpacked into a temporary folder whose entries are
+    moved into place only once all of it is out (an entry of that name already there is not replaced).
     """
     target = Path(data_dir)
     target.mkdir(parents=True, exist_ok=True)
@@ -164,8 +166,13 @@ def download_cifar10(data_dir: str | Path, *, url: str = CIFAR10_URL, md5: str =
         digest = _fetch(url, archive)
         if digest != md5:
             raise OSError(f"download from {url} is corrupt: md5 {digest}, expected {md5}")
-        with tarfile.open(archive, "r:gz") as tar:
-            _safe_extract(tar, target)
+        with tempfile.TemporaryDirectory(dir=target, prefix=".unpacking-") as unpacked:
+            with tarfile.open(archive, "r:gz") as tar:
+                extract_tar(tar, Path(unpacked), default_cap("cifar10"))
+            for entry in sorted(Path(unpacked).iterdir()):
+                if (target / entry.name).exists():
+                    raise OSError(f"{target / entry.name} is there already; move it away to download CIFAR-10")
+                entry.rename(target / entry.name)
     finally:
         archive.unlink(missing_ok=True)
     return target
@@ -179,14 +186,3 @@ def _fetch(url: str, destination: Path) -> str:
             md5.update(chunk)
             out.write(chunk)
     return md5.hexdigest()
-
-
-def _safe_extract(tar: tarfile.TarFile, target: Path) -> None:
-    """Extract refusing absolute paths, `..` and links out of `target` (Python's 'data' filter)."""
-    if hasattr(tarfile, "data_filter"):
-        tar.extractall(target, filter="data")
-        return
-    for member in tar.getmembers():  # Python < 3.10.12 has no extraction filters
-        if member.issym() or member.islnk() or not (target / member.name).resolve().is_relative_to(target.resolve()):
-            raise OSError(f"refusing to extract {member.name!r}: it points outside {target}")
-    tar.extractall(target)

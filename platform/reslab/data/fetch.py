@@ -6,7 +6,9 @@ node lacks its `--data-dir` copies it from the source first; the other trials on
 one copy (a file lock beside the folder) and the next trials find it there.
 
 A source is a folder (s3://bucket/imagenet, gs://..., or a path such as an NFS mount) copied as it is, or
-a .tar / .tar.gz / .tgz archive (those URIs, or https://, e.g. CIFAR-10's own download) unpacked.
+a .tar / .tar.gz / .tgz archive (those URIs, or https://, e.g. CIFAR-10's own download) unpacked. Either way
+nothing lands outside the data folder (`archive`): links, devices and names that climb out are refused, and an
+archive may not unpack to more than a cap (a few times the dataset's size; `--data-max-gb` raises it).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
+from .archive import copy_folder, extract_tar
 from .cifar10 import DatasetNotFoundError
 
 ARCHIVES = (".tar", ".tar.gz", ".tgz")
@@ -59,11 +62,11 @@ def check_source(source: str) -> None:
         raise DatasetNotFoundError(f"data source {source} is not {what} that exists")
 
 
-def fetch_dataset(source: str, data_dir: str) -> bool:
+def fetch_dataset(source: str, data_dir: str, max_bytes: int) -> bool:
     """Copy `source` into `data_dir` on this node unless the folder is already there. Concurrent trials on
     one node copy once: the rest wait on the lock and then find the folder. The copy lands under a
     temporary name and is renamed into place, so a copy cut short is never mistaken for the data.
-    Returns whether this call copied."""
+    An archive that would unpack to more than `max_bytes` is refused. Returns whether this call copied."""
     target = Path(data_dir).expanduser()
     if _has_data(target):
         return False
@@ -76,7 +79,7 @@ def fetch_dataset(source: str, data_dir: str) -> bool:
         shutil.rmtree(partial, ignore_errors=True)
         try:
             if _is_archive(source):
-                _unpack(source, partial)
+                _unpack(source, partial, max_bytes)
             else:
                 _copy_folder(source, partial)
             if target.is_dir():
@@ -89,15 +92,20 @@ def fetch_dataset(source: str, data_dir: str) -> bool:
 
 
 def _copy_folder(source: str, destination: Path) -> None:
+    """A bucket's folder through pyarrow (an object store has no links); a local one walked by reslab, since
+    pyarrow follows links out of the folder and widens the files' modes."""
     import pyarrow.fs
 
-    origin = source if "://" in source else str(Path(source).expanduser())
+    if "://" not in source:
+        copy_folder(Path(source).expanduser(), destination)
+        return
     destination.mkdir(parents=True)
-    pyarrow.fs.copy_files(origin, str(destination), destination_filesystem=pyarrow.fs.LocalFileSystem())
+    pyarrow.fs.copy_files(source, str(destination), destination_filesystem=pyarrow.fs.LocalFileSystem())
 
 
-def _unpack(source: str, destination: Path) -> None:
-    """Unpack an archive; a single top folder in it (cifar-10-batches-py/) is kept, as the loaders accept."""
+def _unpack(source: str, destination: Path, max_bytes: int) -> None:
+    """Unpack an archive (files and folders only, at most `max_bytes`); a single top folder in it
+    (cifar-10-batches-py/) is kept, as the loaders accept."""
     destination.mkdir(parents=True)
     if source.startswith(("http://", "https://")):
         stream = urllib.request.urlopen(source, timeout=60)
@@ -105,4 +113,4 @@ def _unpack(source: str, destination: Path) -> None:
         fs, path = _filesystem(source)
         stream = fs.open_input_stream(path)
     with stream, tarfile.open(fileobj=stream, mode="r|*") as archive:
-        archive.extractall(destination, filter="data")
+        extract_tar(archive, destination, max_bytes)

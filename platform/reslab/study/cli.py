@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import replace
 
-from ..arguments import gpu_share, positive_int
+from ..arguments import gigabytes, gpu_share, positive_int
 from ..data import DatasetNotFoundError
 from ..data.fetch import check_source
 from ..logs import configure_logging
@@ -41,6 +41,13 @@ def build_parser(*studies: Study, prog: str | None = None) -> argparse.ArgumentP
         metavar="URI",
         help="where a node that lacks --data-dir copies it from: a folder (s3://bucket/imagenet, an NFS path) "
         "or a .tar.gz archive (https:// too)",
+    )
+    parser.add_argument(
+        "--data-max-gb",
+        type=gigabytes,
+        metavar="GB",
+        help="the most a --data-source archive may unpack to (default: 4x the dataset's size: CIFAR-10 0.74, "
+        "ImageNet 588)",
     )
     parser.add_argument(
         "--tracking-uri",
@@ -148,6 +155,7 @@ def main(*studies: Study, argv: list[str] | None = None, prog: str | None = None
             shared_storage=args.shared_storage,
             allow_cpu_fallback=args.allow_cpu_fallback,
             data_source=args.data_source,
+            data_max_bytes=round(args.data_max_gb * 1e9) if args.data_max_gb else None,
             trust_storage=args.trust_storage,
         )
     except DatasetNotFoundError as error:

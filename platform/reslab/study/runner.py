@@ -136,15 +136,19 @@ def run_study(
     shared_storage: bool = False,
     allow_cpu_fallback: bool = False,
     data_source: str | None = None,
+    data_max_bytes: int | None = None,
     trust_storage: bool = False,
 ) -> StudyRun:
     """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary.
     One driver at a time runs an experiment: a second is refused before Ray starts (study/lock.py)."""
     launch = prepare_launch(study, profile, data_dir, storage, tracking_uri, resume, data_source, trust_storage)
     with driver_lock(launch.path):
-        return _run(
-            launch, max_concurrent_trials, gpus_per_trial, out, verbose, shared_storage, allow_cpu_fallback, data_source
-        )
+        node_options = {
+            "allow_cpu_fallback": allow_cpu_fallback,
+            "data_source": data_source,
+            "data_max_bytes": data_max_bytes,
+        }
+        return _run(launch, max_concurrent_trials, gpus_per_trial, out, verbose, shared_storage, node_options)
 
 
 def _run(
@@ -154,11 +158,11 @@ def _run(
     out: TextIO,
     verbose: bool,
     shared_storage: bool,
-    allow_cpu_fallback: bool,
-    data_source: str | None,
+    node_options: dict[str, Any],
 ) -> StudyRun:
+    """Run the prepared launch; `node_options` say what a trial does on a node that lacks something."""
     ray_init(launch.address, verbose)
-    if launch.address is not None and not data_source:
+    if launch.address is not None and not node_options["data_source"]:
         check_data_on_nodes(launch.trials)  # where the trials will read it, before any trial starts
         check_storage_is_shared(launch.tracking_uri, launch.storage_uri, shared_storage)
     where, cluster_gpus = describe_cluster(launch.address)
@@ -169,7 +173,6 @@ def _run(
     prepare_store(launch.tracking_uri)
     print(f"{launch.name}: {len(launch.trials)} trials on {where}", file=out)
     print(f"tracking: {launch.tracking_uri}   storage: {launch.path}", file=out, flush=True)
-    node_options = {"allow_cpu_fallback": allow_cpu_fallback, "data_source": data_source}
     tuner = _tuner(launch, cluster_gpus, gpus_per_trial, max_concurrent_trials, verbose, node_options, out)
     try:
         results = tuner.fit()

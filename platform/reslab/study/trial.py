@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..data import DatasetNotFoundError
+from ..data.archive import default_cap
 from ..data.fetch import fetch_dataset
 from ..distributed import Shard
 from ..training import TrainConfig, TrainingDiverged, build_trainer
@@ -98,7 +99,8 @@ def run_trial(
         if fallback := check_gpu_usable(gpu_ids, point.get("allow_cpu_fallback", False)):
             device = torch.device(fallback)
         if source := point.get("data_source"):
-            fetch_dataset(source, config.data_dir)  # one copy per node: other trials there wait for it
+            cap = point.get("data_max_bytes") or default_cap(config.dataset)
+            fetch_dataset(source, config.data_dir, cap)  # one copy per node: other trials there wait for it
         trainer = build_trainer(config, device)
     except DETERMINISTIC_ERRORS as error:  # every attempt would meet it: end once, as failed, with the reason
         session.report({**failed_metrics(error), **extra}, None)
