@@ -5,6 +5,7 @@ come before Ray starts."""
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,19 @@ def test_a_trial_that_cannot_start_reports_once_with_the_reason(tmp_path: Path) 
     run_trial(missing, recorder.session(tmp_path), {"node_id": "n1"}, gpu_ids=[])
     [report] = recorder.reports
     assert report["failed"] and report["node_id"] == "n1" and report["failed_reason"].startswith("DatasetNotFoundError")
+
+    crafted = tmp_path / "crafted.tar"  # a --data-source archive whose link points out of the data folder
+    with tarfile.open(crafted, "w") as tar:
+        link = tarfile.TarInfo("cifar-10-batches-py")
+        link.type, link.linkname = tarfile.SYMTYPE, str(tmp_path)
+        tar.addfile(link)
+    recorder = Recorder()
+    hostile = params(data_source=str(crafted))
+    hostile["trial"]["config"].update(dataset="cifar10", data_dir=str(tmp_path / "node2" / "cifar10"))
+    run_trial(hostile, recorder.session(tmp_path), {}, gpu_ids=[])
+    [report] = recorder.reports
+    assert "archive member 'cifar-10-batches-py' is a link" in report["failed_reason"]
+    assert [p.name for p in (tmp_path / "node2").iterdir()] == [".cifar10.lock"]
     if not torch.cuda.is_available():  # a GPU that torch cannot use: failed, or trained on the CPU when allowed
         recorder = Recorder()
         run_trial(params(), recorder.session(tmp_path), {}, gpu_ids=[0])
