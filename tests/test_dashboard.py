@@ -18,6 +18,7 @@ import pytest
 
 from conftest import REPO
 from reslab.dashboard import error_curve_figure, seed_bands
+from reslab.dashboard.text import markdown_text
 
 APP = REPO / "platform" / "reslab" / "dashboard" / "app.py"
 
@@ -176,13 +177,13 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
     assert [b.label for b in app.sidebar.get("download_button")] == ["Download report (HTML)"]
     assert app.sidebar.toggle[0].label == "Live (every 10 s)" and app.sidebar.toggle[0].value is False  # none running
     assert any("2 trials (2 finished) · latest report at iteration 24" in c.value for c in app.caption)
-    studies, trials = app.dataframe[0].value, app.dataframe[1].value  # the Studies and Tables views
+    studies, table, trials = (app.dataframe[i].value for i in range(3))  # the Studies and Tables views
     assert studies.loc[0, "study"] == "dash-smoke" and studies.loc[0, "finished"] == 2
     assert sorted(trials["variant"]) == ["cifar_plain20", "cifar_resnet20"] and set(trials["status"]) == {"finished"}
     assert [t.label for t in app.tabs] == [
         "Studies", "Error curves", "Tables", "Verdicts", "Layer responses", "Search", "Models", "Scorecard"
     ]  # fmt: skip
-    verdicts, card = app.dataframe[2].value, app.dataframe[-1].value  # the Verdicts and Scorecard views
+    verdicts, card = app.dataframe[3].value, app.dataframe[-1].value  # the Verdicts and Scorecard views
     assert list(verdicts["verdict"]) == ["not tested"] and "smoke profile is too short" in verdicts["reason"][0]
     assert list(card["claim"]) == ["resnet20-beats-plain20"] and list(card["study"]) == ["dash-smoke"]
     charts = app.get("plotly_chart")
@@ -194,7 +195,7 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
     pull.set_value(command).run()
     assert any(c.value == command for c in app.get("code"))  # the chosen version's command
     assert "cifar_resnet20 test" in charts[0].proto.spec
-    assert any("cifar_resnet20" in m.value and "8.75" in m.value for m in app.markdown)
+    assert "8.75" in table.set_index("variant").loc["cifar_resnet20"].tolist()  # the paper's number beside ours
     app.multiselect[0].set_value(["cifar_plain20"]).run()
     assert "cifar_resnet20 test" not in app.get("plotly_chart")[0].proto.spec
 
@@ -249,7 +250,7 @@ def test_an_unreachable_store_is_named_not_a_traceback(monkeypatch: pytest.Monke
     uri = f"http://127.0.0.1:{port}"
     app = app_test(uri, monkeypatch)
     assert not app.exception
-    assert uri in app.error[0].value and "unreachable" in app.error[0].value
+    assert markdown_text(uri) in app.error[0].value and "unreachable" in app.error[0].value  # shown as text
 
 
 def free_port() -> int:

@@ -31,7 +31,8 @@ from reslab.dashboard import (
 )
 from reslab.dashboard.report import study_report
 from reslab.dashboard.scorecard import tally
-from reslab.study.summary import FINAL_TESTS, to_markdown
+from reslab.dashboard.text import markdown_text
+from reslab.study.summary import FINAL_TESTS, paper_table
 from reslab.tracking import TrackingUnavailable, prepare_store, resolve_tracking_uri
 
 REFRESH_S = 10  # cached queries expire this fast, so a running study's views follow it
@@ -45,7 +46,7 @@ st.set_page_config(page_title="reslab", layout="wide")
 try:
     uri = prepare_store(resolve_tracking_uri(os.environ.get("RESLAB_TRACKING_URI") or None))
 except (TrackingUnavailable, ValueError) as error:  # a damaged store, a URI with no store: say so, once
-    st.error(str(error))
+    st.error(markdown_text(error))
     st.stop()
 
 
@@ -58,13 +59,13 @@ st.title("reslab")
 try:
     table = studies(uri)
 except StoreUnavailable as error:
-    st.error(f"Cannot read the tracking store {uri}. {error}")
+    st.error(markdown_text(f"Cannot read the tracking store {uri}. {error}"))
     st.stop()
 
 if table.empty:
     st.info("No studies yet in this store. Start one, for example:")
     st.code("python studies/plain_vs_residual.py --profile smoke", language="bash")
-    st.caption(f"store: {uri}")
+    st.caption(markdown_text(f"store: {uri}"))
     st.stop()
 
 experiment = st.sidebar.selectbox("Study", table["study"].tolist())
@@ -85,7 +86,7 @@ st.sidebar.download_button(
 if st.sidebar.button("Refresh now"):
     st.cache_data.clear()
     st.rerun()
-st.sidebar.caption(f"store: {uri}")
+st.sidebar.caption(markdown_text(f"store: {uri}"))
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
@@ -132,7 +133,7 @@ def draw_views() -> None:
         st.dataframe(studies(uri), hide_index=True, width="stretch")
 
     with curves_tab:
-        st.subheader(f"{experiment}: {definition.title}" if definition.title else experiment)
+        st.subheader(markdown_text(f"{experiment}: {definition.title}" if definition.title else experiment))
         variants = definition.variants or sorted(runs["variant"].unique())
         chosen = st.multiselect("Configurations", variants, default=variants)
         single = st.toggle("Single seeds", value=False)
@@ -146,8 +147,8 @@ def draw_views() -> None:
 
     with table_tab:
         results = results_table(runs, definition)
-        title = f"{definition.title or experiment} — profile {definition.profile or '?'}"
-        st.markdown(to_markdown(results, title))
+        st.subheader(markdown_text(f"{definition.title or experiment} — profile {definition.profile or '?'}"))
+        st.dataframe(paper_table(results), hide_index=True, width="stretch")
         st.download_button("Download CSV", results.to_csv(index=False), f"{experiment}.csv", "text/csv")
         st.subheader("Trials")
         finals = [c for c in FINAL_TESTS if runs[c].isna().all()]  # tests the trials did not run
@@ -206,7 +207,8 @@ def views() -> None:
     try:
         draw_views()
     except StoreUnavailable as error:
-        st.error(f"The tracking store {uri} stopped answering; the views come back when it does. {error}")
+        message = f"The tracking store {uri} stopped answering; the views come back when it does. {error}"
+        st.error(markdown_text(message))
 
 
 views()

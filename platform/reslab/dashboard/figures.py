@@ -1,10 +1,14 @@
 """Plotly figures drawn the way the paper draws them (Figs. 1, 4, 6): iterations on x, error % on y,
-training error thin and dashed, test error bold, one colour per configuration."""
+training error thin and dashed, test error bold, one colour per configuration.
+
+Labels come from a store, which anyone with write access fills: they are HTML-escaped, since Plotly renders
+a subset of HTML in legends and titles (links and styled spans among it)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from html import escape
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -51,7 +55,7 @@ def error_curve_figure(
                             x=line["iteration"],
                             y=line["error"],
                             mode="lines",
-                            name=f"{variant} seed {seed} {NAME[metric]}",
+                            name=f"{escape(variant)} seed {seed} {NAME[metric]}",
                             legendgroup=variant,
                             line={"color": colour, "dash": DASH[metric], "width": WIDTH[metric]},
                             hovertemplate="iter %{x}<br>error %{y:.2f}%<extra>%{fullData.name}</extra>",
@@ -72,7 +76,7 @@ def error_curve_figure(
                         hoverinfo="skip",
                         showlegend=False,
                         legendgroup=variant,
-                        name=f"{variant} {NAME[metric]} ±std",
+                        name=f"{escape(variant)} {NAME[metric]} ±std",
                     )
                 )
             figure.add_trace(
@@ -81,7 +85,7 @@ def error_curve_figure(
                     y=band["mean"],
                     customdata=band[["std", "n"]],
                     mode="lines",
-                    name=f"{variant} {NAME[metric]}",
+                    name=f"{escape(variant)} {NAME[metric]}",
                     legendgroup=variant,
                     line={"color": colour, "dash": DASH[metric], "width": WIDTH[metric]},
                     hovertemplate="iter %{x}<br>error %{y:.2f}% ± %{customdata[0]:.2f} (n=%{customdata[1]})"
@@ -89,7 +93,7 @@ def error_curve_figure(
                 )
             )
     figure.update_layout(
-        title=title,
+        title=escape(title),
         xaxis_title="iterations",
         yaxis_title="error (%)",
         yaxis_type="log" if log_y else "linear",
@@ -116,14 +120,19 @@ def layer_response_figure(responses: pd.DataFrame, variants: Sequence[str] | Non
         ranked = stds.sort_values(ascending=False).to_numpy()
         figure.add_trace(
             go.Scatter(
-                x=stds.index, y=stds.to_numpy(), mode="lines+markers", name=variant, legendgroup=variant, line=line
+                x=stds.index,
+                y=stds.to_numpy(),
+                mode="lines+markers",
+                name=escape(variant),
+                legendgroup=variant,
+                line=line,
             ),
             row=1,
             col=1,
         )
         figure.add_trace(
             go.Scatter(
-                x=list(range(1, len(ranked) + 1)), y=ranked, mode="lines", name=variant, legendgroup=variant,
+                x=list(range(1, len(ranked) + 1)), y=ranked, mode="lines", name=escape(variant), legendgroup=variant,
                 showlegend=False, line=line,
             ),
             row=2,
@@ -142,8 +151,8 @@ def search_figure(trials: pd.DataFrame) -> go.Figure:
     by the validation error (by the test error for a search recorded before searches held one out)."""
     sampled = [c for c in trials.columns if c not in SEARCH_RESULT_COLUMNS]
     dimensions = [
-        {"label": f"log10 {name}", "values": trials[name].map(math.log10)} if (trials[name] > 0).all()
-        else {"label": name, "values": trials[name]}
+        {"label": f"log10 {escape(name)}", "values": trials[name].map(math.log10)} if (trials[name] > 0).all()
+        else {"label": escape(name), "values": trials[name]}
         for name in sampled
     ]  # fmt: skip
     dimensions.append({"label": "iterations", "values": trials["iterations"]})

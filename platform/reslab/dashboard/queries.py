@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ..study.summary import FINAL_TESTS, TrialOutcome, summarize
-from ..tracking.catalog import latest_launch, registered_versions
+from ..tracking.catalog import latest_launch, number, registered_versions, whole_number
 from ..tracking.layout import (
     CURVE_METRICS,
     LAUNCH_TAG,
@@ -27,6 +28,8 @@ from ..tracking.layout import (
     pull_command,
     run_status,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class StoreUnavailable(ConnectionError):
@@ -114,7 +117,10 @@ def _progress(client: Any, run: Any) -> float:
     """Share of the planned iterations a trial has done: 1 once it ended, else its last logged step."""
     if run.info.status != "RUNNING":
         return 1.0
-    planned = float(run.data.params.get("recipe.iterations", 0) or 0)
+    try:
+        planned = number(run.data.params, "recipe.iterations", 0.0)
+    except ValueError:
+        return 0.0  # trial_runs names the run it skips
     history = client.get_metric_history(run.info.run_id, "test_error")
     return min(max((m.step for m in history), default=0) / planned, 1.0) if planned else 0.0
 
@@ -134,14 +140,28 @@ def study_definition(uri: str, experiment: str) -> StudyDefinition:
         values = json.loads(load_text(f"{launch.info.artifact_uri}/{STUDY_ARTIFACT}"))
     except Exception:  # a launch without its definition: show the runs anyway
         return StudyDefinition(experiment, provenance=provenance)
-    planned = {f"{t['label']}-seed{t['seed']}": t["config"]["recipe"]["iterations"] for t in values.get("trials", [])}
+    try:
+        return _definition(experiment, values, provenance)
+    except (AttributeError, KeyError, TypeError, ValueError) as problem:  # written by hand, or by another tool
+        logger.warning("%s: the launch's %s is malformed (%r); showing the runs without it", experiment,
+                       STUDY_ARTIFACT, problem)  # fmt: skip
+        return StudyDefinition(experiment, provenance=provenance)
+
+
+def _definition(experiment: str, values: dict[str, Any], provenance: dict[str, str]) -> StudyDefinition:
+    """A StudyDefinition from a launch's parsed `study.json`, every field checked for its type."""
+    planned = {
+        f"{t['label']}-seed{t['seed']}": int(t["config"]["recipe"]["iterations"]) for t in values.get("trials", [])
+    }
+    paper = values.get("paper", {})
+    more = values.get("paper_more", {})
     return StudyDefinition(
         experiment,
-        title=values.get("title", ""),
-        profile=values.get("profile", ""),
-        variants=list(values.get("variants", [])),
-        paper={k: float(v) for k, v in values.get("paper", {}).items()},
-        paper_more={m: {k: float(v) for k, v in by.items()} for m, by in values.get("paper_more", {}).items()},
+        title=str(values.get("title", "")),
+        profile=str(values.get("profile", "")),
+        variants=[str(v) for v in values.get("variants", [])],
+        paper={str(k): number(paper, k) for k in paper},
+        paper_more={str(m): {str(k): number(by, k) for k in by} for m, by in more.items()},
         planned=planned,
         provenance=provenance,
     )
@@ -155,16 +175,21 @@ def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
     for run in client.search_runs([found.experiment_id], max_results=50_000):
         if TRIAL_TAG not in run.data.tags:
             continue
-        metrics = run.data.metrics
+        metrics, params = run.data.metrics, run.data.params
+        try:
+            seed, iterations = whole_number(params, "seed"), whole_number(params, "recipe.iterations")
+        except ValueError as problem:
+            logger.warning("skipping run %s of %s: its param %s", run.info.run_name, experiment, problem)
+            continue
         rows.append(
             {
                 "variant": run.data.tags.get(VARIANT_TAG, run.info.run_name),
-                "seed": int(run.data.params.get("seed", 0)),
+                "seed": seed,
                 "status": _status(run),
                 "train_error": 100 * metrics.get("train_error", math.nan),
                 "test_error": 100 * metrics.get("test_error", math.nan),
                 **{m: 100 * metrics.get(m, math.nan) for m in FINAL_TESTS},  # the paper's tables' tests
-                "iterations": int(run.data.params.get("recipe.iterations", 0)),
+                "iterations": iterations,
                 "run_name": run.info.run_name,
                 "run_id": run.info.run_id,
                 "artifact_uri": run.info.artifact_uri,
@@ -281,8 +306,14 @@ def search_trials(uri: str, experiment: str) -> pd.DataFrame:
     found = experiment_of(client, uri, experiment)
     rows = []
     for run in client.search_runs([found.experiment_id], max_results=50_000):
-        sampled = {k.removeprefix("sampled."): float(v) for k, v in run.data.params.items() if k.startswith("sampled.")}
-        if TRIAL_TAG not in run.data.tags or not sampled:
+        params = run.data.params
+        if TRIAL_TAG not in run.data.tags or not any(k.startswith("sampled.") for k in params):
+            continue
+        try:
+            sampled = {k.removeprefix("sampled."): number(params, k) for k in params if k.startswith("sampled.")}
+            planned = whole_number(params, "recipe.iterations")
+        except ValueError as problem:
+            logger.warning("skipping run %s of %s: its param %s", run.info.run_name, experiment, problem)
             continue
         history = client.get_metric_history(run.info.run_id, "test_error")
         rows.append(
@@ -290,7 +321,7 @@ def search_trials(uri: str, experiment: str) -> pd.DataFrame:
                 **sampled,
                 "status": _status(run),
                 "iterations": max((m.step for m in history), default=0),
-                "planned": int(run.data.params.get("recipe.iterations", 0)),
+                "planned": planned,
                 "validation_error": 100 * run.data.metrics.get("validation_error", math.nan),
                 "test_error": 100 * run.data.metrics.get("test_error", math.nan),
                 "train_error": 100 * run.data.metrics.get("train_error", math.nan),

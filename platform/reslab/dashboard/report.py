@@ -1,7 +1,9 @@
 """A study's report as one self-contained HTML file: its table beside the paper's numbers, its error
 curves, Fig. 7 and the search when the study has them, its trials and the nets it registered.
 
-Plotly's JavaScript is inlined once, so the file opens offline, can be mailed or attached to a paper's
+Every string from the store is escaped (tables by pandas, figure labels in `figures`, the rest here): anyone
+who can write to a store chooses them, and a script among them would run in the browser of whoever opens the
+report. Plotly's JavaScript is inlined once, so the file opens offline, can be mailed or attached to a paper's
 supplement, and still zooms and hovers. It is built from the same queries and figures as the dashboard,
 so the report and the dashboard cannot disagree.
 """
@@ -73,7 +75,7 @@ def study_report(uri: str, experiment: str, *, generated: datetime | None = None
     runs = trial_runs(uri, experiment)
     title = f"{experiment}: {definition.title}" if definition.title else experiment
     when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
-    meta = [trial_counts(runs), f"profile {definition.profile or '?'}"]
+    meta = [html.escape(trial_counts(runs)), f"profile {html.escape(definition.profile or '?')}"]
     meta += [f"store <code>{html.escape(uri)}</code>", f"written {when} by reslab {__version__}"]
     provenance = "".join(
         f"<li>{html.escape(key)}: <code>{html.escape(value)}</code></li>"

@@ -17,6 +17,7 @@ from ..study.claims import HOLDS, INTERVAL, NOT_TESTED, VERDICT_COLUMNS
 from ..tracking.layout import LAUNCH_TAG, PROFILE_TAG, VERDICT_TAG, VERDICTS_ARTIFACT
 from .queries import client_for, experiment_of
 
+NUMERIC_COLUMNS = {"within", "effect", "ci_low", "ci_high", "n_lower", "n_higher"}
 SCORECARD_COLUMNS = [
     "claim", "statement", "source", "verdict", "effect", "ci_low", "ci_high", "n", "study", "profile", "launched",
 ]  # fmt: skip
@@ -31,13 +32,17 @@ def _launches(client: Any, experiment_id: str) -> list[Any]:
 
 
 def _verdicts_of(launch: Any) -> pd.DataFrame:
+    """A launch's verdicts table; numbers that are not numbers (the store takes any text) read as missing."""
     from mlflow.artifacts import load_text
 
     try:
-        return pd.read_csv(io.StringIO(load_text(f"{launch.info.artifact_uri}/{VERDICTS_ARTIFACT}")))
+        table = pd.read_csv(io.StringIO(load_text(f"{launch.info.artifact_uri}/{VERDICTS_ARTIFACT}")), dtype=str)
     except Exception:  # tags without the table (it failed to upload): the verdicts alone
         claims = {k.removeprefix(VERDICT_TAG): v for k, v in launch.data.tags.items() if k.startswith(VERDICT_TAG)}
         return pd.DataFrame({"claim": list(claims), "verdict": list(claims.values())}, columns=VERDICT_COLUMNS)
+    for column in NUMERIC_COLUMNS.intersection(table.columns):
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table.reindex(columns=list(dict.fromkeys([*VERDICT_COLUMNS, *table.columns])))
 
 
 def study_verdicts(uri: str, experiment: str) -> pd.DataFrame:
