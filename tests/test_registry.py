@@ -250,3 +250,130 @@ def test_a_program_with_a_pickled_weight_is_refused_without_unpickling(tmp_path:
     assert not marker.exists()
     with pytest.raises(CheckpointError, match="unreadable"):
         pt2_state_dict(tmp_path / "net.pt2" if (tmp_path / "net.pt2").write_bytes(b"not a zip") else program)
+
+
+def _rewrite_program(program: Path, change) -> None:
+    """Rewrite a .pt2 archive, passing its weights config and records through `change(config, records)`."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(program) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    config_name = next(n for n in entries if n.endswith("model_weights_config.json"))
+    folder = config_name[: -len("model_weights_config.json")]
+    config = json.loads(entries[config_name])
+    records = {name: entries[folder + e["path_name"]] for name, e in config["config"].items()}
+    change(config["config"], records)
+    entries[config_name] = json.dumps(config).encode()
+    for name, entry in config["config"].items():
+        entries[folder + entry["path_name"]] = records[name]
+    with zipfile.ZipFile(program, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+
+
+def _set(records: dict, name: str, data: bytes) -> None:
+    records[name] = data
+
+
+def _dtype(config: dict, name: str, code: int) -> None:
+    config[name]["tensor_meta"]["dtype"] = code
+
+
+TAMPERING = {
+    "a record longer than its sizes": lambda c, r: _set(r, "fc.bias", r["fc.bias"] + bytes(40)),
+    "an empty record": lambda c, r: _set(r, "fc.bias", b""),
+    "a dtype code changed": lambda c, r: _dtype(c, "fc.weight", 13),
+    "a record shorter than its sizes": lambda c, r: _set(r, "stem.0.weight", r["stem.0.weight"][:-4]),
+}
+
+
+def test_pull_never_deletes_checks_the_digest_and_damaged_files_are_checkpoint_errors(tmp_path: Path) -> None:
+    """A pull writes a new folder or finds the same version there; it refuses anything else in `--out/model`
+    (a folder of yours, a link, a file, another version) and keeps it. A version carries its weights' SHA-256,
+    which the pull checks against the store's files and a load checks against the pulled files; each
+    consistent edit of the program, and a spec the weights do not fit, is a CheckpointError naming the file."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from reslab.tracking.pt2_weights import weights_sha256
+    from reslab.tracking.registry import PULL_FILE, download
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    experiment = client.create_experiment("pulls", artifact_location=(tmp_path / "artifacts").as_uri())
+    nets = [_trained_checkpoint(tmp_path / f"net{seed}.pt", "A", seed=seed) for seed in (1, 2)]
+    name = "cifar10-cifar_resnet20-A"
+    for seed in (1, 2):
+        run = _run(client, experiment, name, 0.5 - seed / 10, tmp_path / f"net{seed}.pt")
+        register_best(client, [run], {"study": "s"})
+    first = client.get_model_version(name, "1")
+    assert first.tags["weights_sha256"] == weights_sha256(nets[0].state_dict())  # recorded at registration
+
+    out = tmp_path / "pulled"
+    folder = download(f"{name}/1", out, uri)
+    assert json.loads((folder / PULL_FILE).read_text())["weights_sha256"] == first.tags["weights_sha256"]
+    images = torch.randn(4, 3, 32, 32)
+    assert torch.equal(load(folder)(images), nets[0](images))
+    (folder / "kept").write_text("a pull's folder is not emptied by a second pull of it")
+    assert download(f"{name}/1", out, uri) == folder and (folder / "kept").is_file()
+
+    reslab = [str(Path(sys.executable).with_name("reslab")), "models", "pull"]
+    mine = tmp_path / "mine"
+    (mine / "model").mkdir(parents=True)
+    (mine / "model" / "notes.txt").write_text("my notes")
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "thesis.tex").write_text("mine too")
+    (tmp_path / "link-out").mkdir()
+    (tmp_path / "link-out" / "model").symlink_to(tmp_path / "linked")
+    (tmp_path / "file-out").mkdir()
+    (tmp_path / "file-out" / "model").write_text("a file")
+    cases = {
+        out: f"is a pull of {name} version 1, not a pull of {name} version 2",
+        mine: "is a folder of other files",
+        tmp_path / "link-out": "is a link",
+        tmp_path / "file-out": "is a file",
+    }
+    for where, message in cases.items():
+        done = subprocess.run([*reslab, f"{name}/2", "--out", str(where), "--tracking-uri", uri],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert (mine / "model" / "notes.txt").read_text() == "my notes"
+    assert (tmp_path / "linked" / "thesis.tex").read_text() == "mine too"
+    assert (tmp_path / "file-out" / "model").read_text() == "a file"
+    assert json.loads((folder / PULL_FILE).read_text())["version"] == "1"  # the first pull, untouched
+
+    for what, change in TAMPERING.items():  # edits that keep the archive a readable zip
+        copy = tmp_path / "tampered" / what.replace(" ", "-")
+        shutil.copytree(folder, copy)
+        (copy / PULL_FILE).unlink()  # the reader's own checks, without the digest
+        _rewrite_program(copy / PROGRAM_FILE, change)
+        with pytest.raises(CheckpointError, match=r"weight (fc|stem)\.[a-z0-9.]+ (holds|has dtype)"):
+            load(copy)
+    swapped = tmp_path / "tampered" / "values"  # same sizes, other values: only the digest sees it
+    shutil.copytree(folder, swapped)
+    _rewrite_program(swapped / PROGRAM_FILE, lambda c, r: _set(r, "fc.bias", bytes(len(r["fc.bias"]))))
+    with pytest.raises(CheckpointError, match=f"the weights in {swapped} changed since they were pulled"):
+        load(swapped)
+
+    spec_path = swapped / "extra_files" / SPEC_FILE
+    spec = json.loads(spec_path.read_text())
+    (swapped / PULL_FILE).unlink()
+    spec_path.write_text(json.dumps({**spec, "model": "cifar_resnet56"}))
+    with pytest.raises(CheckpointError, match=f"the weights in {swapped} do not fit its cifar_resnet56"):
+        load(swapped)
+    spec_path.write_text("{not json")
+    with pytest.raises(CheckpointError, match=f"{spec_path} is damaged"):
+        load(swapped)
+
+    # the store's own copy changed after registration: the pull refuses it and leaves no folder
+    program = Path(client.get_logged_model(first.source.removeprefix("models:/")).artifact_location.removeprefix(
+        "file://")) / PROGRAM_FILE  # fmt: skip
+    _rewrite_program(program, lambda c, r: _set(r, "fc.bias", bytes(len(r["fc.bias"]))))
+    with pytest.raises(CheckpointError, match=f"the weights of {name} version 1 in the store .* are not the ones"):
+        download(f"{name}/1", tmp_path / "fresh", uri)
+    assert [p.name for p in (tmp_path / "fresh").iterdir()] == []

@@ -9,9 +9,11 @@ registry cannot run code on the researcher's machine.
 
 At the end of a study the best finished trial of each configuration (lowest final test error) is
 registered as `<dataset>-<model>-<shortcut>` (`<dataset>-<model>` for plain nets) from its Logged Model
-(`models:/<model_id>`), and the alias `best` moves to that version. Runs logged before reslab used
-Logged Models keep their model in the run's `model` artifact folder (with `reslab_weights.pt`); those
-still register, pull and load.
+(`models:/<model_id>`), and the alias `best` moves to that version. A version carries the SHA-256 of its
+weights; a pull checks it and records it beside the files (`reslab_pull.json`), and loading a pulled folder
+checks it again. A pull never deletes: it writes a new folder, or finds the same version pulled there before.
+Runs logged before reslab used Logged Models keep their model in the run's `model` artifact folder (with
+`reslab_weights.pt`); those still register, pull and load.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import json
 import math
 import os
 import re
-import shutil
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -34,13 +35,24 @@ from torch import nn
 
 from ..models import create_model, get_model_info
 from ..training.checkpoint import CheckpointError, load_checkpoint
-from .layout import MODEL_ARTIFACT, MODEL_ID_TAG, MODEL_TAG, REGISTERED_NAME_TAG, TRIAL_TAG, filter_literal, run_status
-from .pt2_weights import pt2_state_dict
+from .layout import (
+    MODEL_ARTIFACT,
+    MODEL_ID_TAG,
+    MODEL_TAG,
+    REGISTERED_NAME_TAG,
+    TRIAL_TAG,
+    VERSION_WEIGHTS_TAG,
+    WEIGHTS_TAG,
+    filter_literal,
+    run_status,
+)
+from .pt2_weights import pt2_state_dict, weights_sha256
 
 SPEC_FILE = "reslab_model.json"
 WEIGHTS_FILE = "reslab_weights.pt"  # the state dict, in models logged before the weights lived only in the program
 PROGRAM_FILE = "data/model.pt2"  # where mlflow.pytorch keeps the torch.export program inside a model folder
 EXTRA_FILES = "extra_files"
+PULL_FILE = "reslab_pull.json"  # written by a pull beside the model's files: which version, and its weights' digest
 BEST_ALIAS = "best"
 # One MLflow model save at a time in a process: torch.export is not thread-safe, and a study warms it in a thread
 _SAVING = threading.Lock()
@@ -158,6 +170,7 @@ def log_trial_model(client: Any, run_id: str, checkpoint_path: str | Path) -> Mo
             validate_serving_input=False,  # it would load the program back and run it: +0.7 s a model
             **_model_arguments(model, spec, Path(tmp)),
         )
+    client.set_tag(run_id, WEIGHTS_TAG, weights_sha256(model.state_dict()))
     client.set_tag(run_id, MODEL_ID_TAG, logged.model_id)
     client.set_tag(run_id, MODEL_TAG, spec.model)
     return spec
@@ -199,6 +212,8 @@ def register_best(client: Any, runs: Iterable[Any], tags: dict[str, str]) -> dic
         elif any(v.run_id == run.info.run_id for v in client.search_model_versions(f"name = {filter_literal(name)}")):
             continue  # registered by an earlier call: nothing new
         metrics = {k: str(v) for k, v in run.data.metrics.items() if k in ("train_error", "test_error")}
+        if digest := run.data.tags.get(WEIGHTS_TAG):
+            metrics[VERSION_WEIGHTS_TAG] = digest
         with _store_of(client):  # MLflow looks the Logged Model up in the global store
             version = client.create_model_version(
                 name,
@@ -233,8 +248,10 @@ def resolve_version(client: Any, uri: str) -> Any:
 
 
 def download(uri: str, out: str | Path, tracking_uri: str | None = None) -> Path:
-    """Copy the model folder of a registered version to `out/model` (replacing an earlier pull there); returns
-    that folder."""
+    """Copy the model folder of a registered version to `out/model` and return that folder. The weights are
+    checked against the version's digest before the folder is put in place. An `out/model` already there is
+    never replaced: a pull of the same version is checked and kept; anything else (your files, a link, another
+    version) is refused, naming it."""
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
 
@@ -246,16 +263,49 @@ def download(uri: str, out: str | Path, tracking_uri: str | None = None) -> Path
     check_writable(out, "--out")
     tracking_uri = existing_store(tracking_uri)
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    source = logged_source(client, resolve_version(client, uri))
-    Path(out).mkdir(parents=True, exist_ok=True)
+    version = resolve_version(client, uri)
+    pulled = {
+        "model": version.name,
+        "version": str(version.version),
+        "weights_sha256": version.tags.get(VERSION_WEIGHTS_TAG),
+    }
     target = Path(out) / MODEL_ARTIFACT
+    if target.is_symlink() or target.exists():
+        return _previous_pull(target, pulled)
+    source = logged_source(client, version)
+    Path(out).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".pulling-") as tmp:
         # a folder URI lands in dst/<its last name>: `model` for older runs, `artifacts` for a Logged Model
         fetched = Path(download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri))
-        if target.is_dir():
-            shutil.rmtree(target)
-        fetched.replace(target)
+        digest = weights_sha256(_read_folder(fetched)[1])
+        if pulled["weights_sha256"] not in (None, digest):
+            raise CheckpointError(
+                f"the weights of {version.name} version {version.version} in the store ({source}) are not the ones "
+                f"registered: SHA-256 {digest}, registered {pulled['weights_sha256']}; the files were changed"
+            )
+        (fetched / PULL_FILE).write_text(json.dumps({**pulled, "weights_sha256": digest}, indent=2))
+        os.rename(fetched, target)  # fails, replacing nothing, if a folder appeared there meanwhile
     return target
+
+
+def _previous_pull(target: Path, wanted: dict[str, str | None]) -> Path:
+    """`target` when it is an intact pull of the version asked for; else a ValueError saying what is there."""
+    record = target / PULL_FILE
+    what = "a link" if target.is_symlink() else "a file" if not target.is_dir() else "a folder of other files"
+    if not target.is_symlink() and record.is_file():
+        try:
+            earlier = json.loads(record.read_text())
+            what = f"a pull of {earlier['model']} version {earlier['version']}"
+        except (ValueError, KeyError, TypeError):
+            what = f"a folder whose {PULL_FILE} is damaged"
+        else:
+            if (earlier["model"], str(earlier["version"])) == (wanted["model"], wanted["version"]):
+                load_folder(target)  # a CheckpointError if its files were changed since
+                return target
+    raise ValueError(
+        f"{target} is there already and is {what}, not a pull of {wanted['model']} version {wanted['version']}; "
+        "reslab never replaces it: pass another --out, or move it away"
+    )
 
 
 def logged_source(client: Any, version: Any) -> str:
@@ -279,26 +329,46 @@ def logged_source(client: Any, version: Any) -> str:
     return legacy[0]
 
 
-def load_folder(folder: str | Path) -> nn.Module:
-    """The eval-mode net in a downloaded model folder: built from reslab's spec, its weights read from the
-    torch.export program as raw tensors (or, in older models, from a weights-only state dict)."""
-    folder = Path(folder)
+def _read_folder(folder: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+    """The spec and the weights in a model folder, read without unpickling; any damage a CheckpointError."""
     extra = folder / EXTRA_FILES if (folder / EXTRA_FILES).is_dir() else folder  # where mlflow.pytorch puts them
     spec_path, weights_path, program = extra / SPEC_FILE, extra / WEIGHTS_FILE, folder / PROGRAM_FILE
     if not spec_path.is_file() or not (weights_path.is_file() or program.is_file()):
         raise CheckpointError(
             f"{folder} is not a reslab model folder (needs {SPEC_FILE} and {PROGRAM_FILE} or {WEIGHTS_FILE})"
         )
-    spec = ModelSpec.from_json(spec_path.read_text())
-    if weights_path.is_file():
+    try:
+        spec = ModelSpec.from_json(spec_path.read_text())
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{spec_path} is damaged ({type(error).__name__}: {error})") from error
+    if not weights_path.is_file():
+        return spec, pt2_state_dict(program)
+    try:
+        return spec, torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{weights_path} is unreadable ({type(error).__name__}: {error})") from error
+
+
+def load_folder(folder: str | Path) -> nn.Module:
+    """The eval-mode net in a downloaded model folder: built from reslab's spec, its weights read from the
+    torch.export program as raw tensors (or, in older models, from a weights-only state dict) and, in a pulled
+    folder, checked against the digest the pull recorded. Weights that do not fit the spec's net, or a spec
+    naming no net reslab builds, are a CheckpointError naming the folder."""
+    folder = Path(folder)
+    spec, weights = _read_folder(folder)
+    if (folder / PULL_FILE).is_file():
         try:
-            weights = torch.load(weights_path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise CheckpointError(f"{weights_path} is unreadable ({type(error).__name__}: {error})") from error
-    else:
-        weights = pt2_state_dict(program)
-    model = spec.build()
-    model.load_state_dict(weights)
+            recorded = json.loads((folder / PULL_FILE).read_text()).get("weights_sha256")
+        except (ValueError, AttributeError) as error:
+            raise CheckpointError(f"{folder / PULL_FILE} is damaged ({error})") from error
+        if recorded != weights_sha256(weights):
+            raise CheckpointError(f"the weights in {folder} changed since they were pulled (SHA-256 differs)")
+    try:
+        model = spec.build()
+        model.load_state_dict(weights)
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"the weights in {folder} do not fit its {spec.model} ({first})") from error
     return model.eval()
 
 
