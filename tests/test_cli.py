@@ -108,6 +108,24 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
     done = reslab(*common, "--iterations", "6", "--resume")
     assert done.returncode == 0 and "resumed from" in done.stderr and "at iteration 6" in done.stderr
 
+    # a run of another net, shortcut, depth, data or seed is not continued, and config.json still names the first
+    before = (tmp_path / "config.json").read_text(), (tmp_path / "checkpoint.pt").read_bytes()
+    plain = [*common[:2], "cifar_plain20", *common[3:]]  # the same state-dict keys as ResNet-20-A
+    others = {
+        "model 'cifar_resnet20' there, 'cifar_plain20' asked": plain,
+        "shortcut 'A' there, 'B' asked": [*common, "--shortcut", "B"],
+        "seed 0 there, 3 asked": [*common, "--seed", "3"],
+        "dataset 'synthetic' there, 'cifar10' asked": [*common[:4], "cifar10", *common[5:], "--data-dir", "x"],
+        "model 'cifar_resnet20' there, 'cifar_resnet' asked; depth None there, 32 asked": [
+            *common[:2], "cifar_resnet", *common[3:], "--depth", "32"
+        ],
+    }  # fmt: skip
+    for message, args in others.items():
+        refused = reslab(*args, "--iterations", "6", "--resume")
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert "is another run" in refused.stderr and "Traceback" not in refused.stderr
+    assert ((tmp_path / "config.json").read_text(), (tmp_path / "checkpoint.pt").read_bytes()) == before
+
 
 @pytest.mark.parametrize(
     ("args", "needle"),

@@ -8,7 +8,7 @@ import math
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .arguments import port_number, positive_int
@@ -101,6 +101,41 @@ def format_report(report: Report, iterations: int) -> str:
     )
 
 
+RESUME_FIELDS = ("model", "shortcut", "depth", "dataset", "data_dir", "seed")  # what makes a run this run
+
+
+def checked_resume(checkpoint: Path, config: TrainConfig) -> dict[str, Any]:
+    """The checkpoint's state, once its config names the same net, data and seed as `config`; else one
+    CheckpointError naming every difference (a ResNet-20-A checkpoint has the state-dict keys of plain-20, so
+    loading alone would not notice)."""
+    from .models import get_model_info
+    from .training import CheckpointError
+    from .training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{checkpoint} carries no config; cannot tell which run it continues")
+
+    def resolved(values: dict[str, Any]) -> dict[str, Any]:
+        try:
+            shortcut = get_model_info(values.get("model", "")).shortcut_for(values.get("shortcut"))
+        except (KeyError, ValueError):
+            shortcut = values.get("shortcut")
+        folder = values.get("data_dir")
+        data_dir = str(Path(folder).expanduser().resolve()) if folder else None
+        return {**{k: values.get(k) for k in RESUME_FIELDS}, "shortcut": shortcut, "data_dir": data_dir}
+
+    ours, theirs = resolved(config.to_dict()), resolved(saved)
+    differences = [f"{k} {theirs[k]!r} there, {ours[k]!r} asked" for k in RESUME_FIELDS if ours[k] != theirs[k]]
+    if differences:
+        raise CheckpointError(
+            f"{checkpoint} is another run: {'; '.join(differences)}. Resume with the same settings, or train "
+            "into another --out"
+        )
+    return state
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .training import CheckpointError, build_trainer
     from .training.progress import TrainingProgress
@@ -111,9 +146,13 @@ def run_train(args: argparse.Namespace) -> int:
     checkpoint = args.out / "checkpoint.pt" if args.out else None
     if args.resume and (checkpoint is None or not checkpoint.is_file()):
         raise CheckpointError(f"--resume needs a checkpoint at {checkpoint or '--out DIR/checkpoint.pt'}")
+    state = checked_resume(checkpoint, config) if args.resume else None  # before building: a mismatch costs nothing
     trainer = build_trainer(config)
-    if args.resume:
-        trainer.resume(checkpoint)
+    if state is not None:
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, RuntimeError) as error:  # a checkpoint edited by hand: its weights fit no such net
+            raise CheckpointError(f"{checkpoint} does not fit {config.model}: {str(error).splitlines()[0]}") from None
         print(f"resumed from {checkpoint} at iteration {trainer.iteration}", file=sys.stderr)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
