@@ -13,7 +13,7 @@ from ..data.fetch import check_source
 from ..logs import configure_logging
 from ..tracking import TrackingUnavailable
 from .plan import format_plan, plan, seeds_note
-from .preflight import check_data_here
+from .preflight import SIGTERM_RECEIVED, check_data_here, ray_shutdown
 from .runner import run_study
 from .spec import PROFILES, Study
 from .storage import StorageFault, quiet_storage_faults
@@ -124,6 +124,13 @@ def main(*studies: Study, argv: list[str] | None = None, prog: str | None = None
     args = build_parser(*studies, prog=prog).parse_args(argv)
     configure_study_process(args.verbose)
     configure_logging(args.verbose)
+    try:
+        return _main(studies, args)
+    finally:
+        ray_shutdown()
+
+
+def _main(studies: tuple[Study, ...], args: argparse.Namespace) -> int:
     study = next(s for s in studies if s.dataset == getattr(args, "dataset", studies[0].dataset))
     if args.data_parallel is not None:
         study = replace(study, settings={**study.settings, "data_parallel": args.data_parallel})
@@ -168,5 +175,13 @@ def main(*studies: Study, argv: list[str] | None = None, prog: str | None = None
     except StorageFault as error:  # the study ran, and its storage stopped taking writes: what to do
         print(f"{study.name}: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C (the first lets Tune save and stop): no traceback, resumable
+        print(
+            f"{study.name}: stopped at once; run the same command again (or with --resume) to continue",
+            file=sys.stderr,
+        )
+        return 143 if SIGTERM_RECEIVED.is_set() else 130
+    if run.interrupted:
+        return 143 if SIGTERM_RECEIVED.is_set() else 130
     failed = [o for o in run.outcomes if o.status == "failed"]
     return 1 if failed else 0

@@ -9,8 +9,12 @@ by a small Ray task pinned to that node, because that is where the trials will r
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 from ..data import DatasetNotFoundError, check_data_dir
 from .spec import Trial
@@ -179,8 +183,43 @@ def describe_cluster(address: str | None) -> tuple[str, float]:
 
 
 def ray_init(address: str | None, verbose: bool) -> None:
-    """Join `address`, or start an embedded Ray here; worker output reaches the console only when verbose."""
+    """Join `address`, or start an embedded Ray here; worker output reaches the console only when verbose.
+    Ray's core worker takes SIGTERM over (its C++ handler aborts with a stack dump, leaving the trials RUNNING):
+    it is given back to Python, as the first Ctrl-C (`stop_on_sigterm`)."""
     import ray
 
     if not ray.is_initialized():
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=verbose, configure_logging=False)
+        stop_on_sigterm()
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (what `timeout`, systemd, Slurm and Kubernetes send) act as Ctrl-C: Tune's handler, while a
+    study runs, saves the experiment and ends the trials as interrupted. Only the main thread may set a
+    handler; elsewhere (a notebook's worker thread) Ray's stays."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _as_interrupt)
+
+
+def ray_shutdown() -> None:
+    """End this process's Ray (an embedded one stops) with Ctrl-C ignored meanwhile: left to Python's exit, a
+    Ctrl-C pressed twice to stop a study at once lands in Ray's shutdown and prints a traceback."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    if threading.current_thread() is not threading.main_thread():
+        ray.shutdown()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ray.shutdown()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _as_interrupt(signum: int, frame: Any) -> None:
+    SIGTERM_RECEIVED.set()
+    os.kill(os.getpid(), signal.SIGINT)  # whichever SIGINT handler is in force runs: Tune's, or KeyboardInterrupt
+
+
+SIGTERM_RECEIVED = threading.Event()  # the study command line exits 143 then, as a process SIGTERM ended
