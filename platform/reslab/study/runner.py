@@ -170,10 +170,10 @@ def _run(
         if launch.address is None or bootstrap_config():  # nothing can join beyond what the autoscaler adds
             raise ValueError(problem)  # Tune would leave the trial PENDING for ever
         print(f"warning: {problem}; its trials wait for a node that has it to join", file=out)
-    prepare_store(launch.tracking_uri)
     print(f"{launch.name}: {len(launch.trials)} trials on {where}", file=out)
-    print(f"tracking: {launch.tracking_uri}   storage: {launch.path}", file=out, flush=True)
     tuner = _tuner(launch, cluster_gpus, gpus_per_trial, max_concurrent_trials, verbose, node_options, out)
+    prepare_store(launch.tracking_uri)  # after a restore is checked: a refused one creates no store
+    print(f"tracking: {launch.tracking_uri}   storage: {launch.path}", file=out, flush=True)
     try:
         results = tuner.fit()
         tracked = _sync_tracking(launch.path, launch.tracking_uri, results, out)
@@ -252,12 +252,27 @@ def check_same_store(launch: Launch) -> None:
     record = json.loads(read_text(launch.path, LAUNCH_RECORD) or "{}")
     launched = record.get("tracking_uri")  # absent in launches recorded before it was
     if launched and launched != launch.tracking_uri:
-        raise ValueError(
-            f"{launch.path} was launched tracking into {launched}, but this run names {launch.tracking_uri}: "
-            f"pass --tracking-uri {shlex.quote(launched)} to continue it (copy its results into the other store "
-            f"afterwards with: reslab tracking sync {shlex.quote(launch.path)} --tracking-uri "
-            f"{shlex.quote(launch.tracking_uri)})"
-        )
+        raise ValueError(_other_store(launch, launched))
+
+
+def _other_store(launch: Launch, launched: str) -> str:
+    return (
+        f"{launch.path} was launched tracking into {launched}, but this run names {launch.tracking_uri}: "
+        f"pass --tracking-uri {shlex.quote(launched)} to continue it (copy its results into the other store "
+        f"afterwards with: reslab tracking sync {shlex.quote(launch.path)} --tracking-uri "
+        f"{shlex.quote(launch.tracking_uri)})"
+    )
+
+
+def check_restored_store(tuner: Any, launch: Launch) -> None:
+    """The store a restored Tuner's tracking callback writes to (pickled with the experiment, whatever
+    launch.json says or whether it is there) must be the one this run names: else the console would print one
+    store while every live write went to another. Refused before anything is written to either."""
+    from .tracking_callback import MLflowTracking
+
+    callbacks = tuner._local_tuner.get_run_config().callbacks or []  # Ray 2.x keeps the restored RunConfig here
+    for launched in {c.uri for c in callbacks if isinstance(c, MLflowTracking)} - {launch.tracking_uri}:
+        raise ValueError(_other_store(launch, launched))
 
 
 def _tuner(
@@ -291,7 +306,9 @@ def _tuner(
         print(f"restoring {launch.path}: finished trials are kept, unfinished ones resume", file=out)
         if launch.study.search is not None:
             fetch_journal(launch.path)  # the restored searcher reopens its Optuna journal
-        return tune.Tuner.restore(launch.path, trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(launch.path, trainable, resume_unfinished=True, resume_errored=True)
+        check_restored_store(tuner, launch)
+        return tuner
     study, profile, trials = launch.study, launch.profile, launch.trials
     fingerprint = grid_fingerprint(trials, study, profile)
     write_text(launch.path, "grid.json", json.dumps({"fingerprint": fingerprint, "trials": len(trials)}))
