@@ -377,3 +377,50 @@ def test_pull_never_deletes_checks_the_digest_and_damaged_files_are_checkpoint_e
     with pytest.raises(CheckpointError, match=f"the weights of {name} version 1 in the store .* are not the ones"):
         download(f"{name}/1", tmp_path / "fresh", uri)
     assert [p.name for p in (tmp_path / "fresh").iterdir()] == []
+
+
+KILLED_BETWEEN = """
+import os, signal, sys
+from mlflow import MlflowClient
+from reslab.tracking.registry import register_best
+
+uri, run_id = sys.argv[1], sys.argv[2]
+client = MlflowClient(uri, registry_uri=uri)
+def killed(*args, **kwargs):  # the driver dies at the worst moment: the version made, its alias not yet
+    os.kill(os.getpid(), signal.SIGKILL)
+client.set_registered_model_alias = killed
+register_best(client, [client.get_run(run_id)], {"study": "s"})
+"""
+
+
+def test_a_kill_between_version_and_alias_is_completed_by_the_next_registration(tmp_path: Path) -> None:
+    """A registering process SIGKILLed after MLflow made the version and before `@best` was set: the name has
+    a version and no alias (a pull by name fails); the next registration of the same study (a resume or a
+    sync) sets `@best` on that version and makes no second one."""
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from reslab.tracking.registry import download
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    experiment = client.create_experiment("kill", artifact_location=(tmp_path / "artifacts").as_uri())
+    net = _trained_checkpoint(tmp_path / "net.pt", "A", seed=3)
+    name = "cifar10-cifar_resnet20-A"
+    run = _run(client, experiment, name, 0.25, tmp_path / "net.pt")
+    killed = subprocess.run([sys.executable, "-c", KILLED_BETWEEN, uri, run.info.run_id], capture_output=True,
+                            timeout=300)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
+    assert client.get_registered_model(name).aliases == {}
+    with pytest.raises(ModelNotFound, match="best"):
+        download(name, tmp_path / "before", uri)
+
+    assert register_best(client, [client.get_run(run.info.run_id)], {"study": "s"}) == {name: "1"}
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] == ["1"]  # no second version
+    assert client.get_registered_model(name).aliases == {"best": 1}
+    images = torch.randn(4, 3, 32, 32)
+    assert torch.equal(load(download(name, tmp_path / "after", uri))(images), net(images))
+    assert register_best(client, [client.get_run(run.info.run_id)], {"study": "s"}) == {}  # then: nothing to do

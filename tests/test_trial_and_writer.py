@@ -387,3 +387,76 @@ def test_the_summary_gives_verdicts_from_tunes_results_and_names_trials_that_nev
     written = (tmp_path / "verdicts-quick" / "summary.md").read_text()
     assert f"of 4 trials, 1 interrupted (interrupted at iteration {planned // 2} of {planned})" in written
     assert "run the same command again to resume it" in written
+
+
+def test_the_sync_reads_reports_line_by_line_names_what_it_cannot_deliver_and_merges_duplicates(
+    tmp_path: Path,
+) -> None:
+    """A cut line, a repeated iteration, an iteration past the plan and a missing result.json are skipped and
+    named while the intact reports are delivered; two runs a lost answer made for one trial become one; an
+    experiment whose launch run was lost gets one back; `reslab tracking sync` exits 1 naming what is missing."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from reslab.study.sync import sync_experiment
+
+    def report(iteration: int, error: float = 0.5) -> dict[str, Any]:
+        return {"iteration": iteration, "test_error": error, "train_error": 0.4, "timestamp": 1_700_000_000 + iteration}
+
+    grid = params(layer_responses=False)
+    folder = tmp_path / "lines-smoke"
+    write_experiment(
+        folder,
+        {
+            "cut": (grid, [report(2), report(4)]),
+            "repeated": (grid, [report(2, 0.9), report(2, 0.6), report(4)]),
+            "beyond": (grid, [report(2), report(4), report(9)]),
+            "nofile": (grid, []),
+        },
+    )
+    (folder / "grid.json").write_text(json.dumps({"fingerprint": "x", "trials": 4}))
+    with (folder / "cut" / "result.json").open("a") as cut:
+        cut.write('{"trial_id": "cut", "iteration": 6, "test_err')  # a crash mid-write
+    (folder / "nofile" / "result.json").unlink()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("lines-smoke")  # the launch's create_run was lost: no launch run
+    twins = [client.create_run(experiment, tags={TRIAL_TAG: "repeated"}).info.run_id for _ in range(2)]
+    from mlflow.entities import Metric
+
+    when = 1000 * report(2)["timestamp"]  # the twin that got iteration 2, as the live writer logs a report
+    client.log_batch(twins[1], metrics=[Metric("test_error", 0.6, when, 2), Metric("train_error", 0.4, when, 2)])
+
+    synced = sync_experiment(folder, uri, driver_gone=True)
+    assert synced.trials == 3 and sorted(synced.trial_ids) == ["beyond", "cut", "repeated"]
+    problems = "\n".join(synced.problems)
+    assert "cut/result.json line 3 is not a report" in problems
+    assert "beyond/result.json line 3: iteration 9 is not in 0..4" in problems
+    assert "nofile: no result.json (the trial never reported)" in problems
+    assert problems.count("its net is not logged and it has no checkpoint to log it from") == 3  # no checkpoints
+
+    runs = client.search_runs([experiment])
+    trials = {r.data.tags[TRIAL_TAG]: r for r in runs if TRIAL_TAG in r.data.tags}
+    assert len([r for r in runs if TRIAL_TAG in r.data.tags]) == 3  # the twins merged into one run
+    assert trials["repeated"].info.run_id == twins[1]  # the one with the most steps is kept
+    assert client.get_run(twins[0]).info.lifecycle_stage == "deleted"
+    assert [r.data.tags.get(LAUNCH_TAG) for r in runs].count("true") == 1  # the launch run made again
+    assert {r.info.status for r in runs} == {"FINISHED"}  # every run closed, the launch's too
+    history = {m.step: m.value for m in client.get_metric_history(twins[1], "test_error")}
+    assert history == {2: 0.6, 4: 0.5}  # the repeated iteration's last report
+    assert run_status("FINISHED", trials["cut"].data.tags) == "finished"  # from its highest intact iteration
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        rows = db.execute("select run_uuid, key, step, count(*) from metrics group by run_uuid, key, step").fetchall()
+    assert {n for *_, n in rows} == {1} and len(rows) == 3 * 2 * 2, rows  # one row per (run, key, step)
+
+    again = sync_experiment(folder, uri, driver_gone=True)  # nothing new, and no row twice
+    assert (again.runs_created, again.steps_logged, again.runs_closed) == (0, 0, 0)
+    printed = subprocess.run(
+        [str(Path(sys.executable).with_name("reslab")), "tracking", "sync", str(folder), "--tracking-uri", uri],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert printed.returncode == 1 and "not delivered: cut/result.json line 3" in printed.stdout, printed.stdout
+    assert "6 things not delivered" in printed.stderr and "Traceback" not in printed.stderr

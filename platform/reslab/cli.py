@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -246,15 +248,31 @@ def run_tracking_sync(args: argparse.Namespace) -> int:
     uri = resolve_tracking_uri(args.tracking_uri)
     check_reachable(uri)
     uri = prepare_store(uri)
-    with local_copy(cloud or Path(args.folder).resolve()) as folder:
+    with local_copy(cloud or Path(args.folder).resolve()) as folder, _driver_gone(cloud or folder) as gone:
         check(folder)
-        print(sync_experiment(folder, uri, copy_of=cloud))  # the records were copied once, here
-        results = sorted(folder.glob("*/result.json"))
-        trial_ids = [json.loads(p.read_text().splitlines()[-1])["trial_id"] for p in results]
+        synced = sync_experiment(folder, uri, copy_of=cloud, driver_gone=gone)  # the records were copied once
+        print(synced)
         tags = {"experiment": folder.name}
-        for name, version in register_study_models(uri, folder.name, trial_ids, tags).items():
+        for name, version in register_study_models(uri, folder.name, synced.trial_ids, tags).items():
             print(f"registered models:/{name}/{version} (alias @best)")
+    if synced.problems:
+        print(f"{len(synced.problems)} things not delivered (listed above); the rest is in {uri}", file=sys.stderr)
+        return 1
     return 0
+
+
+@contextlib.contextmanager
+def _driver_gone(experiment: str | Path) -> Iterator[bool]:
+    """Whether no driver runs the experiment, holding its lock meanwhile so that none starts during the sync."""
+    from .study.lock import StudyRunning, driver_lock
+
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(driver_lock(str(experiment)))
+        except StudyRunning:
+            yield False
+            return
+        yield True
 
 
 def run_dashboard(args: argparse.Namespace) -> int:

@@ -184,4 +184,4 @@ def _main(studies: tuple[Study, ...], args: argparse.Namespace) -> int:
     if run.interrupted:
         return 143 if SIGTERM_RECEIVED.is_set() else 130
     failed = [o for o in run.outcomes if o.status == "failed"]
-    return 1 if failed else 0
+    return 1 if failed or run.untracked else 0

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -56,7 +57,9 @@ from .trial import train_trial
 from .tuner import new_tuner
 
 # at a study's end, how long to wait for a tracking server that is away (one restarting takes ~30 s)
+log = logging.getLogger(__name__)
 STORE_WAIT_S = float(os.environ.get("RESLAB_STORE_WAIT_S", "120"))
+SYNC_ATTEMPTS = 8  # a sync, a registration or the verdicts sent again after a store's failure (all idempotent)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class StudyRun:
     table: pd.DataFrame
     verdicts: pd.DataFrame  # one row per claim of the study (`claims.verdict_table`)
     interrupted: bool = False  # the study stopped (Ctrl-C) before every trial ended: running it again resumes it
+    untracked: bool = False  # the MLflow store could not be brought up to date: `reslab tracking sync` later
 
 
 def _outcome(result: Any) -> TrialOutcome:
@@ -191,7 +195,7 @@ def _run(
         ) from error
     if tracked and not run.verdicts.empty:
         _record_verdicts(launch, run.verdicts, out)
-    return run
+    return replace(run, untracked=not tracked)
 
 
 def _sync_after_fault(launch: Launch) -> None:
@@ -385,21 +389,23 @@ def _record_verdicts(launch: Launch, verdicts: pd.DataFrame, out: TextIO) -> Non
     from ..tracking.writer import MLflowWriter
 
     try:
-        MLflowWriter(launch.tracking_uri, launch.name, {}, {}).record_verdicts(verdicts)
+        _retried(lambda: MLflowWriter(launch.tracking_uri, launch.name, {}, {}).record_verdicts(verdicts))
     except Exception as error:  # the verdicts are already written beside the experiment
         print(f"verdicts not recorded in MLflow: {error_reason(error)}", file=out)
 
 
 def _sync_tracking(path: str, uri: str, results: Any, out: TextIO) -> bool:
-    """Deliver to MLflow what it missed while it did not answer (nothing, normally). False when the store
-    still does not answer: the results stay in Ray's storage and the message says how to sync later."""
+    """Deliver to MLflow what it missed while it did not answer or lost answers (nothing, normally), trying a
+    few times: every write is idempotent, so a sync cut short by a flaky server is simply run again. False
+    when the store still does not answer: the results stay in Ray's storage and the message says how to
+    sync later. What could not be delivered (a damaged report, a net that would not log) is named."""
     from .sync import sync_experiment
 
     if not _store_answers(uri, STORE_WAIT_S):
         print(f"MLflow store {uri} does not answer; waited {STORE_WAIT_S:.0f} s for it", file=out)
     finished = {r.metrics["trial_id"]: r.error is None for r in results if r.metrics and "trial_id" in r.metrics}
     try:
-        synced = sync_experiment(path, uri, finished)  # a cloud folder: its reports, not its checkpoints, are read
+        synced = _retried(lambda: sync_experiment(path, uri, finished, driver_gone=True))  # this driver ends
     except Exception as error:  # the store is still away; everything is in Ray's storage
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
         print(
@@ -408,9 +414,25 @@ def _sync_tracking(path: str, uri: str, results: Any, out: TextIO) -> bool:
             file=out,
         )
         return False
-    if synced.steps_logged or synced.runs_created:
+    if synced.steps_logged or synced.runs_created or synced.problems:
         print(f"synced to MLflow what it missed: {synced}", file=out)
     return True
+
+
+def _retried(write: Any, attempts: int = SYNC_ATTEMPTS) -> Any:
+    """`write()`, run again (after a second) when it raises, up to `attempts` times: for idempotent writes only.
+    Each try keeps what the last one wrote, so through a store that loses answers the tries converge."""
+    import time
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return write()
+        except Exception as error:
+            log.debug("try %d of %d failed: %s", attempt, attempts, error_reason(error))
+            if attempt == attempts:
+                raise
+            time.sleep(1.0)
+    return None
 
 
 def _store_answers(uri: str, wait_s: float) -> bool:
@@ -435,7 +457,9 @@ def _register_models(uri: str, experiment: str, results: Any, tags: dict[str, st
 
     trial_ids = [r.metrics.get("trial_id") for r in results if r.metrics]
     try:
-        versions = register_study_models(uri, experiment, trial_ids, {**tags, "experiment": experiment})
+        versions = _retried(
+            lambda: register_study_models(uri, experiment, trial_ids, {**tags, "experiment": experiment})
+        )
     except Exception as error:  # the study's results are already saved; say what failed
         print(f"models not registered: {type(error).__name__}: {error}".splitlines()[0], file=out)
         return

@@ -14,7 +14,7 @@ import contextlib
 import json
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -58,25 +58,48 @@ def local_copy(folder: str | Path) -> Iterator[Path]:
 
 @dataclass
 class SyncReport:
-    """What one sync wrote: new runs, metric steps, runs closed."""
+    """What one sync wrote (new runs, metric steps, runs closed) and what it could not deliver, each named."""
 
     trials: int = 0
     runs_created: int = 0
     steps_logged: int = 0
     runs_closed: int = 0
+    problems: list[str] = field(default_factory=list)  # a report skipped, a trial or a net not delivered
+    trial_ids: list[str] = field(default_factory=list)  # the trials found, whose best nets a sync registers
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.trials} trials checked: {self.runs_created} runs created, {self.steps_logged} missing steps "
             f"logged, {self.runs_closed} runs closed"
         )
+        return text + "".join(f"\n  not delivered: {problem}" for problem in self.problems)
 
 
-def _reports(trial_folder: Path) -> list[dict[str, Any]]:
+def read_reports(trial_folder: Path, planned: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """A trial's reports from its `result.json`, one JSON object a line, in order of iteration, and what was
+    skipped: a line that is not a report (cut short by a crash, edited), a second report of an iteration (the
+    last one is kept: a restored trial reports again what it trained again) and an iteration past the plan."""
     path = trial_folder / "result.json"
     if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [], [f"{trial_folder.name}: no result.json (the trial never reported)"]
+    by_iteration: dict[int, dict[str, Any]] = {}
+    skipped = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            report = json.loads(line)
+            iteration = int(report.get("iteration", 0))
+        except (ValueError, TypeError, AttributeError):
+            skipped.append(f"{trial_folder.name}/result.json line {number} is not a report")
+            continue
+        if iteration > planned or iteration < 0:
+            skipped.append(
+                f"{trial_folder.name}/result.json line {number}: iteration {iteration} is not in 0..{planned}"
+            )
+            continue
+        by_iteration[iteration] = report
+    return [by_iteration[i] for i in sorted(by_iteration)], skipped
 
 
 def _latest_checkpoint(trial_folder: Path, cloud_folder: str | None = None) -> Any:
@@ -113,7 +136,11 @@ def _record_disagrees(run_status: str, tags: Mapping[str, str], status: str) -> 
 
 
 def sync_experiment(
-    folder: str | Path, uri: str, finished: dict[str, bool] | None = None, copy_of: str | None = None
+    folder: str | Path,
+    uri: str,
+    finished: dict[str, bool] | None = None,
+    copy_of: str | None = None,
+    driver_gone: bool = False,
 ) -> SyncReport:
     """Bring the MLflow experiment named after `folder` (a study's experiment folder) up to date with
     the reports in it; into a store without that experiment, the launch comes back too, with its
@@ -121,16 +148,19 @@ def sync_experiment(
     ids to whether the trial ended well (True) or failed (False); a trial absent from it is judged from its
     reports (one short of its end with no error in them was interrupted) unless its run says it failed. A
     cloud folder (s3://...) is read through a temporary local copy of the files the sync needs; a caller
-    holding that copy already passes it as `folder` and the cloud folder as `copy_of`."""
+    holding that copy already passes it as `folder` and the cloud folder as `copy_of`. `driver_gone` (the caller
+    holds the driver lock, or is the driver at its end) closes launch runs left open."""
     if copy_of is not None:
-        return _sync(Path(folder), uri, finished, cloud_folder=copy_of.rstrip("/"))
+        return _sync(Path(folder), uri, finished, copy_of.rstrip("/"), driver_gone)
     if is_cloud_uri(folder):
         with local_copy(folder) as copy:
-            return _sync(copy, uri, finished, cloud_folder=str(folder).rstrip("/"))
-    return _sync(Path(str(folder).removeprefix("file://")), uri, finished)
+            return _sync(copy, uri, finished, str(folder).rstrip("/"), driver_gone)
+    return _sync(Path(str(folder).removeprefix("file://")), uri, finished, None, driver_gone)
 
 
-def _sync(folder: Path, uri: str, finished: dict[str, bool] | None, cloud_folder: str | None = None) -> SyncReport:
+def _sync(
+    folder: Path, uri: str, finished: dict[str, bool] | None, cloud_folder: str | None, driver_gone: bool
+) -> SyncReport:
     record_path = folder / LAUNCH_RECORD  # absent in folders of studies run before it was written
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     location = artifact_location(uri)  # beside a local store, not in ./mlruns of wherever the sync runs
@@ -139,11 +169,19 @@ def _sync(folder: Path, uri: str, finished: dict[str, bool] | None, cloud_folder
     _restore_verdicts(writer, folder / VERDICTS_ARTIFACT)
     report = SyncReport()
     for params_path in sorted(folder.glob("*/params.json")):
-        reports = _reports(params_path.parent)
-        if not reports:
+        try:
+            params = json.loads(params_path.read_text())
+            planned = int(params["trial"]["config"]["recipe"]["iterations"])
+        except (ValueError, KeyError, TypeError) as error:
+            report.problems.append(f"{params_path.parent.name}/params.json is damaged ({type(error).__name__})")
+            continue
+        reports, skipped = read_reports(params_path.parent, planned)
+        report.problems += skipped
+        if not reports or "trial_id" not in reports[-1]:
             continue
         report.trials += 1
-        trial = trial_record(reports[-1]["trial_id"], json.loads(params_path.read_text()))
+        report.trial_ids.append(reports[-1]["trial_id"])
+        trial = trial_record(reports[-1]["trial_id"], params)
         created = writer.find_run(trial.trial_id) is None
         run_id = writer.run_for(trial, reopen=False)
         report.runs_created += created
@@ -159,11 +197,22 @@ def _sync(folder: Path, uri: str, finished: dict[str, bool] | None, cloud_folder
         tags = run.data.tags
         if status == "interrupted" and trial.trial_id not in (finished or {}) and tags.get(STATUS_TAG) == "failed":
             continue  # Tune said it errored when it ended; its reports alone cannot tell an error from Ctrl-C
-        model_missing = status in ("finished", "stopped") and MODEL_TAG not in tags and MODEL_ERROR_TAG not in tags
+        model_missing = status in ("finished", "stopped") and MODEL_TAG not in tags  # or its logging failed
         checkpoint = _latest_checkpoint(params_path.parent, cloud_folder) if model_missing else None
+        if model_missing and checkpoint is None:
+            report.problems.append(f"{trial.run_name}: its net is not logged and it has no checkpoint to log it from")
         if _record_disagrees(run.info.status, tags, status) or checkpoint is not None:
             writer.close(trial, last, checkpoint, error)
             report.runs_closed += 1
+        if model_missing and checkpoint is not None:
+            now = writer.client.get_run(run_id).data.tags
+            if MODEL_TAG not in now:
+                reason = now.get(MODEL_ERROR_TAG, "no reason recorded")
+                report.problems.append(f"{trial.run_name}: its net could not be logged ({reason})")
+            elif MODEL_ERROR_TAG in now:  # an earlier try failed; this one logged it
+                writer.client.delete_tag(run_id, MODEL_ERROR_TAG)
     if started:  # the launch this sync brought back into a store that had lost the study: it is complete
         writer.end_launch()
+    if driver_gone:
+        writer.close_open_launches()
     return report

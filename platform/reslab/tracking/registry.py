@@ -193,9 +193,11 @@ def model_source(run: Any) -> str:
 def register_best(client: Any, runs: Iterable[Any], tags: dict[str, str]) -> dict[str, str]:
     """Register the lowest-test-error run of each name and move `best` to the new version. Only runs that
     finished their planned iterations with a logged model compete (not one ASHA stopped early, not a
-    diverged one). A run already registered under its name is not registered again and `best` stays where
-    it is, so registering the same study twice (a re-run sync) changes nothing. Returns the new versions,
-    {name: version}."""
+    diverged one). One idempotent step per name, which a resume or a sync completes: a run already registered
+    under its name is not registered again (a second version a lost answer made is deleted), and `best` is set
+    when this call made the version or the name has no `best` yet (a driver killed between the two); otherwise
+    it stays where it is, so registering the same study twice changes nothing. Returns {name: version} for
+    the versions this call made or gave `best`."""
     best: dict[str, Any] = {}
     for run in runs:
         error = run.data.metrics.get("test_error", math.nan)
@@ -207,24 +209,50 @@ def register_best(client: Any, runs: Iterable[Any], tags: dict[str, str]) -> dic
             best[name] = run
     versions = {}
     for name, run in sorted(best.items()):
-        if not client.search_registered_models(f"name = {filter_literal(name)}"):
-            client.create_registered_model(name, description=f"reslab: best {name} trained by a study")
-        elif any(v.run_id == run.info.run_id for v in client.search_model_versions(f"name = {filter_literal(name)}")):
-            continue  # registered by an earlier call: nothing new
-        metrics = {k: str(v) for k, v in run.data.metrics.items() if k in ("train_error", "test_error")}
-        if digest := run.data.tags.get(WEIGHTS_TAG):
-            metrics[VERSION_WEIGHTS_TAG] = digest
-        with _store_of(client):  # MLflow looks the Logged Model up in the global store
-            version = client.create_model_version(
-                name,
-                source=model_source(run),
-                run_id=run.info.run_id,
-                model_id=run.data.tags.get(MODEL_ID_TAG),
-                tags={**tags, **metrics, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id},
-            )
-        client.set_registered_model_alias(name, BEST_ALIAS, version.version)
-        versions[name] = str(version.version)
+        _ensure_registered_model(client, name)
+        version, created = _version_of(client, name, run), False
+        if version is None:
+            metrics = {k: str(v) for k, v in run.data.metrics.items() if k in ("train_error", "test_error")}
+            if digest := run.data.tags.get(WEIGHTS_TAG):
+                metrics[VERSION_WEIGHTS_TAG] = digest
+            with _store_of(client):  # MLflow looks the Logged Model up in the global store
+                client.create_model_version(
+                    name,
+                    source=model_source(run),
+                    run_id=run.info.run_id,
+                    model_id=run.data.tags.get(MODEL_ID_TAG),
+                    tags={**tags, **metrics, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id},
+                )
+            version, created = _version_of(client, name, run), True
+        if created or BEST_ALIAS not in client.get_registered_model(name).aliases:
+            client.set_registered_model_alias(name, BEST_ALIAS, version.version)
+            versions[name] = str(version.version)
     return versions
+
+
+def _ensure_registered_model(client: Any, name: str) -> None:
+    """The registered model `name`, made unless it exists (also when an earlier answer saying so was lost)."""
+    from mlflow.exceptions import MlflowException
+
+    if client.search_registered_models(f"name = {filter_literal(name)}"):
+        return
+    try:
+        client.create_registered_model(name, description=f"reslab: best {name} trained by a study")
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+def _version_of(client: Any, name: str, run: Any) -> Any | None:
+    """The version of `name` registered from `run`, if any: the first, when a retried request made more (the
+    others are deleted, so the name holds one version per run)."""
+    found = sorted(
+        (v for v in client.search_model_versions(f"name = {filter_literal(name)}") if v.run_id == run.info.run_id),
+        key=lambda v: int(v.version),
+    )
+    for extra in found[1:]:
+        client.delete_model_version(name, extra.version)
+    return found[0] if found else None
 
 
 def resolve_version(client: Any, uri: str) -> Any:

@@ -5,6 +5,12 @@ Layout (the names are in `layout`): one experiment per study and profile, one la
 launch, one child run per trial named for a human (`cifar_resnet56-seed1`) with every config value as a
 param, the Ray trial id as a tag, and metrics by training iteration. A restored driver finds each trial's
 run again by its trial id and skips steps already logged: one run per trial, each step once.
+
+Every write is idempotent, so a request whose answer was lost (the server acted, the client retried or gave
+up) can be sent again: a trial's run is looked up by its trial id before one is made, and runs a lost answer
+left twice are merged into one (the extras deleted); a metric carries the time of its report, not of the
+write, so the same report logged twice is one row (MLflow's store drops exact duplicates); a launch run
+missing from an experiment is made again.
 """
 
 from __future__ import annotations
@@ -137,10 +143,7 @@ class MLflowWriter:
             if found
             else self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
         )
-        for run in self.client.search_runs(
-            [self._experiment_id], f"tags.{LAUNCH_TAG} = 'true' and attributes.status = 'RUNNING'"
-        ):
-            self.client.set_terminated(run.info.run_id, "KILLED")
+        self.close_open_launches("KILLED")
         parent = self.client.create_run(
             self._experiment_id,
             tags={**self.launch_tags, LAUNCH_TAG: "true"},
@@ -149,17 +152,31 @@ class MLflowWriter:
         self._parent = parent.info.run_id
         self.client.log_text(self._parent, json.dumps(self.definition, indent=2, default=str), STUDY_ARTIFACT)
 
+    def close_open_launches(self, status: str = "FINISHED") -> int:
+        """Close the experiment's launch runs still open: those of drivers that died (KILLED, as a new launch
+        finds them), or whose closing write a flaky store lost (FINISHED, as a sync that holds the driver lock
+        knows). Returns how many."""
+        running = self.client.search_runs(
+            [self._experiment_id], f"tags.{LAUNCH_TAG} = 'true' and attributes.status = 'RUNNING'"
+        )
+        for run in running:
+            self.client.set_terminated(run.info.run_id, status)
+        return len(running)
+
     def attach(self) -> bool:
         """Find the experiment and its latest launch run, to write into them without starting a launch (a
-        store that lost the experiment gets it back, with a launch run). Returns whether it started one,
-        which its caller ends (`end_launch`) when done."""
+        store that lost the experiment, or only its launch run, gets it back). Returns whether it started
+        one, which its caller ends (`end_launch`) when done."""
         found = self.client.get_experiment_by_name(self.experiment)
         if found is None:
             self.start_launch()
             return True
         self._experiment_id = found.experiment_id
         launch = latest_launch(self.client, self._experiment_id)
-        self._parent = launch.info.run_id if launch else ""
+        if launch is None:  # the launch's create was lost: trials without a parent, verdicts with nowhere to go
+            self.start_launch()
+            return True
+        self._parent = launch.info.run_id
         return False
 
     def record_verdicts(self, table: Any) -> None:
@@ -177,10 +194,23 @@ class MLflowWriter:
         if self._parent:
             self.client.set_terminated(self._parent, "FINISHED")
 
-    def find_run(self, trial_id: str) -> Any | None:
-        """The run already tagged with this trial id, if any."""
+    def find_run(self, trial_id: str, keep: str | None = None) -> Any | None:
+        """The run tagged with this trial id, if any. Where a lost answer left several (MLflow's client sent
+        `runs/create` again), one is kept — `keep`, else the one with the most steps, then the oldest — and the
+        others are deleted: the sync logs any step they held into the kept one from Ray's reports."""
         found = self.client.search_runs([self._experiment_id], f"tags.`{TRIAL_TAG}` = {filter_literal(trial_id)}")
-        return found[0] if found else None
+        if len(found) < 2:
+            return found[0] if found else None
+        steps = {run.info.run_id: len(self.logged_steps(run.info.run_id)) for run in found}
+        kept = next((r for r in found if r.info.run_id == keep), None) or min(
+            found, key=lambda r: (-steps[r.info.run_id], r.info.start_time)
+        )
+        for extra in found:
+            if extra.info.run_id != kept.info.run_id:
+                self.client.delete_run(extra.info.run_id)
+                log.info("run %s duplicated trial %s (a lost answer); merged into %s", extra.info.run_id,
+                         trial_id, kept.info.run_id)  # fmt: skip
+        return kept
 
     def run_for(self, trial: TrialRecord, reopen: bool = True) -> str:
         """The trial's run: the one already tagged with its trial id (after a restore; RUNNING again if
@@ -231,8 +261,13 @@ class MLflowWriter:
         run_id, step = self.run_for(trial), int(result.get("iteration", 0))
         if step <= self._last_step.get(run_id, 0) and not replay:
             return False
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(result[k]), now, step) for k in METRICS if isinstance(result.get(k), int | float)]
+        # the report's own time: the same report logged again (a lost answer, a sync) is the same row
+        when = (
+            int(1000 * result["timestamp"])
+            if isinstance(result.get("timestamp"), int | float)
+            else time.time_ns() // 10**6
+        )
+        metrics = [Metric(k, float(result[k]), when, step) for k in METRICS if isinstance(result.get(k), int | float)]
         if not metrics:
             return False
         self.client.log_batch(run_id, metrics=metrics)
@@ -247,6 +282,7 @@ class MLflowWriter:
         net logged from `checkpoint` (a Ray Train checkpoint; None: leave the model as it is) and its layer
         responses (Fig. 7)."""
         run_id = self.run_for(trial, reopen=False)
+        self.find_run(trial.trial_id, keep=run_id)  # a duplicate a lost answer made meanwhile goes
         status, reason = trial.status(result, error)
         self.client.set_tag(run_id, STATUS_TAG, status)
         self.client.set_tag(run_id, REASON_TAG, reason)
