@@ -460,3 +460,43 @@ def test_the_sync_reads_reports_line_by_line_names_what_it_cannot_deliver_and_me
     )  # fmt: skip
     assert printed.returncode == 1 and "not delivered: cut/result.json line 3" in printed.stdout, printed.stdout
     assert "6 things not delivered" in printed.stderr and "Traceback" not in printed.stderr
+
+
+def test_a_finished_run_whose_net_failed_to_log_gets_it_from_the_next_sync_and_is_registered(tmp_path: Path) -> None:
+    """A store that lost the model upload (the run closed with its MODEL_ERROR_TAG, no net): the next sync logs
+    the net from the trial's latest checkpoint, clears the error, and the registration that follows makes the
+    version with `@best`."""
+    from mlflow import MlflowClient
+
+    from reslab.study.sync import sync_experiment
+    from reslab.tracking.layout import MODEL_ERROR_TAG, MODEL_TAG
+    from reslab.tracking.registry import register_study_models
+
+    folder = tmp_path / "lost-smoke"
+    (folder / "t1").mkdir(parents=True)
+    recorder = Recorder()
+    trial_params = params(layer_responses=False)
+    trial_params["trial"]["config"]["dataset"] = "synthetic"
+    run_trial(trial_params, recorder.session(folder / "t1"), {}, gpu_ids=[])
+    (folder / "t1" / "params.json").write_text(json.dumps(trial_params))
+    (folder / "t1" / "result.json").write_text(
+        "".join(json.dumps({**r, "trial_id": "t1"}) + "\n" for r in recorder.reports)
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    writer = MLflowWriter(uri, "lost-smoke", {}, {})
+    writer.start_launch()
+    trial = record("t1")
+    for result in recorder.reports:
+        writer.log_result(trial, result)
+    writer.close(trial, recorder.reports[-1])  # finished, without its net
+    client = MlflowClient(uri, registry_uri=uri)
+    run_id = writer.run_for(trial, reopen=False)
+    client.set_tag(run_id, MODEL_ERROR_TAG, "MlflowException: the upload's answer was lost")
+    writer.end_launch()
+
+    synced = sync_experiment(folder, uri, driver_gone=True)
+    assert synced.problems == [] and synced.runs_closed == 1
+    tags = client.get_run(run_id).data.tags
+    assert tags[MODEL_TAG] == "cifar_resnet20" and MODEL_ERROR_TAG not in tags
+    assert register_study_models(uri, "lost-smoke", synced.trial_ids, {}) == {"synthetic-cifar_resnet20-A": "1"}
+    assert client.get_registered_model("synthetic-cifar_resnet20-A").aliases == {"best": 1}
