@@ -10,17 +10,9 @@ from pathlib import Path
 
 import pytest
 
-STUDY = """
-import sys
-from reslab.study import Study, grid, main
+from test_study_ray import write_study
 
-STUDY = Study(
-    "where", "resume into the named store", "cifar10", grid(model=["cifar_resnet20", "cifar_plain20"]),
-    settings={"iterations": 8, "eval_every": 4, "batch_size": 16},
-)
-if __name__ == "__main__":
-    sys.exit(main(STUDY))
-"""
+SETTINGS = {"iterations": 8, "eval_every": 4, "batch_size": 16}
 
 
 def run(folder: Path, *args: str) -> subprocess.CompletedProcess:
@@ -44,7 +36,7 @@ def run_counts(uri: str) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_a_resume_naming_another_store_is_refused_even_without_launch_json(tmp_path: Path) -> None:
-    (tmp_path / "where.py").write_text(STUDY)
+    write_study(tmp_path, "where", "grid(model=['cifar_resnet20', 'cifar_plain20'])", SETTINGS)
     first = run(tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     store = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"

@@ -12,17 +12,9 @@ from pathlib import Path
 
 import pytest
 
-STUDY = """
-import sys
-from reslab.study import Study, grid, main
+from test_study_ray import write_study
 
-STUDY = Study(
-    "sig", "signals", "cifar10", grid(model=["cifar_resnet20", "cifar_plain20"]),
-    settings={"iterations": 400, "eval_every": 20, "batch_size": 16},
-)
-if __name__ == "__main__":
-    sys.exit(main(STUDY))
-"""
+SETTINGS = {"iterations": 400, "eval_every": 20, "batch_size": 16}
 
 
 def start(folder: Path, *args: str) -> tuple[subprocess.Popen, Path]:
@@ -71,7 +63,7 @@ def trials_of(runs: dict[str, tuple[str, str | None, list[int]]]) -> dict[str, t
 
 @pytest.mark.slow
 def test_sigterm_stops_a_study_as_ctrl_c_and_a_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
-    (tmp_path / "sig.py").write_text(STUDY)
+    write_study(tmp_path, "sig", "grid(model=['cifar_resnet20', 'cifar_plain20'])", SETTINGS)
 
     driver, out = start(tmp_path)
     wait_for_reports(out, driver)

@@ -406,10 +406,10 @@ def _sync_tracking(path: str, uri: str, results: Any, out: TextIO) -> bool:
     finished = {r.metrics["trial_id"]: r.error is None for r in results if r.metrics and "trial_id" in r.metrics}
     try:
         synced = _retried(lambda: sync_experiment(path, uri, finished, driver_gone=True))  # this driver ends
-    except Exception as error:  # the store is still away; everything is in Ray's storage
+    except Exception as error:  # the store is still away or keeps failing; everything is in Ray's storage
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
         print(
-            f"MLflow store {uri} does not answer ({reason}): the study's results are complete in {path}; "
+            f"MLflow store {uri} did not take the study's results ({reason}); they are complete in {path}: "
             f"when the store is back run: reslab tracking sync {shlex.quote(path)} --tracking-uri {shlex.quote(uri)}",
             file=out,
         )
