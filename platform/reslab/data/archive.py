@@ -67,8 +67,8 @@ def extract_tar(archive: tarfile.TarFile, target: Path, max_bytes: int) -> int:
 
 
 def _inside(path: Path, root: Path, name: str) -> Path:
-    """`path` once its resolved parent is checked to lie under `root` (nothing in the target is a link, so this
-    holds; checked anyway, since a check that cannot fail costs nothing)."""
+    """`path` once its resolved parent is checked to lie under `root`. The archive can make no link, but the
+    folder a caller passes may hold one already, and `O_NOFOLLOW` guards only the last component."""
     if not path.parent.resolve().is_relative_to(root):
         raise UnsafeArchive(f"archive member {name!r} points outside the data folder")
     return path
