@@ -36,9 +36,10 @@ from typing import Any
 
 import torch
 
-from reslab.study import Study, run_study
-from reslab.study import runner as study_runner
-from reslab.study.preflight import ray_init
+from reslab.launch import run as study_runner
+from reslab.launch.preflight import ray_init
+from reslab.launch.run import run_study
+from reslab.study import Study
 from reslab.study.spec import PROFILES
 from reslab.training import build_trainer
 from reslab.training.checkpoint import TRIAL_CHECKPOINT

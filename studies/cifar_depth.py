@@ -7,7 +7,8 @@
 
 import sys
 
-from reslab.study import Claim, Study, falls_with, main
+from reslab.launch import main
+from reslab.study import Claim, Study, falls_with
 
 STUDY = Study(
     name="cifar_depth",

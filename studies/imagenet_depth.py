@@ -7,7 +7,8 @@ ray submit cluster/gpu.yaml studies/imagenet_depth.py -- --profile paper --data-
 
 import sys
 
-from reslab.study import Study, falls_with, grid, main
+from reslab.launch import main
+from reslab.study import Study, falls_with, grid
 
 STUDY = Study(
     name="imagenet_depth",

@@ -8,7 +8,8 @@ still. Results: layer_responses.csv (variant, seed, layer, std) beside the summa
 
 import sys
 
-from reslab.study import Claim, Study, grid, main
+from reslab.launch import main
+from reslab.study import Claim, Study, grid
 
 STUDY = Study(
     name="layer_responses",

@@ -10,7 +10,8 @@ set (the same split for every trial); the test error is reported beside it but n
 
 import sys
 
-from reslab.study import Search, Study, main
+from reslab.launch import main
+from reslab.study import Search, Study
 
 STUDY = Study(
     name="lr_search",

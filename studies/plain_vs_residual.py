@@ -8,7 +8,8 @@ Deeper plain nets have higher *training* error; the same stacks with identity sh
 
 import sys
 
-from reslab.study import Claim, Study, falls_with, grid, main
+from reslab.launch import main
+from reslab.study import Claim, Study, falls_with, grid
 
 CIFAR = Study(
     name="plain_vs_residual_cifar10",

@@ -6,7 +6,8 @@ ray submit cluster/gpu.yaml studies/shortcut_ablation.py -- --profile paper --da
 
 import sys
 
-from reslab.study import Claim, Study, grid, main
+from reslab.launch import main
+from reslab.study import Claim, Study, grid
 
 
 def shortcut_claims(plain: str, resnet: str, source: str, metric: str = "test_error") -> tuple[Claim, ...]:

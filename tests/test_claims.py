@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from reslab.results.claims import judge, untestable_reason, verdict_table, verdicts_markdown, welch_interval
+from reslab.results.summary import TrialOutcome, paper_table, summarize
 from reslab.study import Claim, Study, falls_with, grid
-from reslab.study.claims import judge, untestable_reason, verdict_table, verdicts_markdown, welch_interval
-from reslab.study.summary import TrialOutcome, paper_table, summarize
 
 STUDIES = Path(__file__).parents[1] / "studies"
 DEGRADATION = Claim(

@@ -78,7 +78,7 @@ def test_the_nodes_get_the_whole_package_and_not_the_local_state(path, tmp_path)
         ["rsync", "-a", *excludes, *filters, f"{REPO}/", f"{tmp_path}/"], capture_output=True, text=True, check=False
     )
     assert copy_.returncode == 0, copy_.stderr
-    for needed in ("platform/reslab/data/cifar10.py", "platform/reslab/study/runner.py", "cluster/node.sh",
+    for needed in ("platform/reslab/data/cifar10.py", "platform/reslab/launch/run.py", "cluster/node.sh",
                    "constraints.txt", "studies/shortcut_ablation.py"):  # fmt: skip
         assert (tmp_path / needed).is_file(), needed
     assert not (tmp_path / ".venv").exists() and not (tmp_path / "runs").exists()

@@ -34,7 +34,8 @@ pytestmark = pytest.mark.slow
 SSHD = Path("/usr/sbin/sshd")
 TINY_STUDY = """
 import sys
-from reslab.study import Study, main
+from reslab.launch import main
+from reslab.study import Study
 
 SETTINGS = {"model": "cifar_resnet20", "iterations": 6}
 STUDY = Study("tiny", "one short trial", "cifar10", [{"lr": 0.1}], settings=SETTINGS)

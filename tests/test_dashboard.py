@@ -24,7 +24,8 @@ APP = REPO / "platform" / "reslab" / "dashboard" / "app.py"
 
 STUDY = """
 import sys
-from reslab.study import Claim, Study, grid, main
+from reslab.launch import main
+from reslab.study import Claim, Study, grid
 
 STUDY = Study(
     "dash", "Fig. 6 in small", "cifar10", grid(model=["cifar_plain20", "cifar_resnet20"]),
@@ -204,7 +205,7 @@ def test_the_scorecard_keeps_each_claims_latest_tested_verdict(tmp_path: Path) -
     """Two launches record verdicts through the study's writer into a real store: a quick run's verdict is
     not hidden by a later smoke run's "not tested"; a claim only the smoke run has stays "not tested"."""
     from reslab.dashboard import scorecard, scorecard_markdown, study_verdicts
-    from reslab.study.claims import VERDICT_COLUMNS
+    from reslab.results.claims import VERDICT_COLUMNS
     from reslab.tracking.writer import MLflowWriter
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

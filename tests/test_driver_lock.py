@@ -1,4 +1,4 @@
-"""One driver per experiment (study/lock.py): a second is refused naming the first, and a dead driver's lock
+"""One driver per experiment (store/lock.py): a second is refused naming the first, and a dead driver's lock
 is free at once — an flock on local storage, a lease in a bucket (moto's S3)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import BUCKET
-from reslab.study.lock import LEASE_FILE, STALE_AFTER_S, StudyRunning, driver_lock
-from reslab.study.storage import read_text, write_text
+from reslab.store.lock import LEASE_FILE, STALE_AFTER_S, StudyRunning, driver_lock
+from reslab.store.storage import read_text, write_text
 
 
 def test_a_second_driver_is_refused_naming_the_first(tmp_path: Path) -> None:
@@ -40,7 +40,7 @@ def test_a_launch_refused_before_writing_leaves_no_folder_behind(tmp_path: Path)
 def test_a_killed_driver_leaves_no_lock_behind(tmp_path: Path) -> None:
     experiment = str(tmp_path / "study-smoke")
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from reslab.study.lock import driver_lock\nwith driver_lock({experiment!r}):\n"
+        [sys.executable, "-c", f"from reslab.store.lock import driver_lock\nwith driver_lock({experiment!r}):\n"
          "    print('held', flush=True)\n    import time; time.sleep(600)"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from reslab.study.launch import source_state
+from reslab.launch.provenance import source_state
 
 
 def git(folder: Path, *args: str) -> None:

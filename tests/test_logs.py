@@ -14,7 +14,7 @@ from reslab.logs import configure_logging
 def test_importing_reslab_sets_up_no_logging() -> None:
     """A notebook keeps its own logging: importing the library's modules adds no handler anywhere."""
     probe = (
-        "import logging, reslab.study.runner, reslab.tracking.writer, reslab.study.tracking_callback;"
+        "import logging, reslab.launch.run, reslab.tracking.writer, reslab.launch.callbacks;"
         "print(len(logging.getLogger('reslab').handlers), len(logging.getLogger().handlers))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -69,7 +69,9 @@ def test_a_python_below_the_declared_range_is_caught_by_the_pins() -> None:
     assert done.returncode != 0 and f"No matching distribution found for {numpy}" in done.stdout + done.stderr
 
 
-LAYERS = ("models", "data", "training", "tracking", "study", "dashboard")  # each may import only those before it
+# each may import only those before it; `store` (the experiment folder) sits below `tracking` because the sync
+# replays that folder into MLflow
+LAYERS = ("models", "data", "training", "store", "tracking", "results", "study", "launch", "dashboard")
 
 
 def imports_of(path) -> list[str]:
@@ -92,7 +94,8 @@ def imports_of(path) -> list[str]:
 
 
 def test_layers_import_only_the_layers_below_them() -> None:
-    """models < data < training < tracking < study < dashboard, function-local imports included."""
+    """models < data < training < store < tracking < results < study < launch < dashboard, function-local
+    imports included."""
     wrong = []
     for path in sorted((REPO / "platform" / "reslab").rglob("*.py")):
         parts = path.relative_to(REPO / "platform" / "reslab").parts
@@ -103,6 +106,27 @@ def test_layers_import_only_the_layers_below_them() -> None:
             if target in LAYERS and LAYERS.index(target) > LAYERS.index(parts[0]):
                 wrong.append(f"{'/'.join(parts)} imports {name}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_dashboard_reads_tracking_and_results_only() -> None:
+    """The dashboard shows what a store holds: it never reaches into a study's launch, storage or nets."""
+    wrong = []
+    for path in sorted((REPO / "platform" / "reslab" / "dashboard").rglob("*.py")):
+        for name in imports_of(path):
+            package = name.split(".")[1] if name.count(".") else ""
+            if package in LAYERS and package not in ("tracking", "results", "dashboard"):
+                wrong.append(f"{path.name} imports {name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_study_file_imports_without_ray() -> None:
+    """A study file imports (and validates) on a machine with no Ray: only `main` running a study needs it."""
+    probe = (
+        "import runpy, sys; runpy.run_path('studies/cifar_depth.py', run_name='probe'); "
+        "import reslab.launch, reslab.study; print(sorted({'ray'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_reading_a_store_loads_neither_ray_nor_torch() -> None:

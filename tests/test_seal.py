@@ -1,4 +1,4 @@
-"""reslab's seal over Ray Tune's state files (study/seal.py), on a real folder: what a restore would accept."""
+"""reslab's seal over Ray Tune's state files (store/seal.py), on a real folder: what a restore would accept."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reslab.study.seal import SEAL_FOLDER, SealBroken, restore_sealed, seal_files, verified_state
+from reslab.store.seal import SEAL_FOLDER, SealBroken, restore_sealed, seal_files, verified_state
 
 
 @pytest.fixture(autouse=True)

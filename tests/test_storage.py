@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reslab.study.storage import quiet_storage_faults, storage_fault
+from reslab.store.storage import quiet_storage_faults, storage_fault
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from reslab.study.seal import SEAL_FOLDER
+from reslab.store.seal import SEAL_FOLDER
 from reslab.tracking.layout import METRICS
 
 ray_version, mlflow_version = version("ray"), version("mlflow")
@@ -29,7 +29,8 @@ pytestmark = pytest.mark.slow
 
 STUDY_TEMPLATE = """
 import sys
-from reslab.study import Study, grid, main
+from reslab.launch import main
+from reslab.study import Study, grid
 
 STUDY = Study("{name}", "a test study", "cifar10", {variants}, settings={settings}{options})
 if __name__ == "__main__":
@@ -349,7 +350,7 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr[-3000:]
     finally:
         stop_nodes(nodes)
-    from reslab.study.preflight import _live_local_cluster
+    from reslab.launch.preflight import _live_local_cluster
 
     assert _live_local_cluster() is None  # the address file `ray start` left names a dead cluster: not joined
     trials = results(tmp_path / "two_nodes-smoke")

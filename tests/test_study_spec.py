@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from reslab.launch.resources import gpu_fraction, trial_resources
+from reslab.results.summary import TrialOutcome, summarize, to_markdown
 from reslab.study import PROFILES, Study, grid, variant_label
 from reslab.study.plan import format_plan, plan
-from reslab.study.resources import gpu_fraction, trial_resources
-from reslab.study.summary import TrialOutcome, summarize, to_markdown
 
 STUDY_FILES = [
     "plain_vs_residual",
@@ -232,8 +232,8 @@ def test_a_search_selects_on_a_validation_split_never_on_the_test_set(tmp_path: 
     """The paper chose its schedule on 45k/5k: a search whose objective is the test error is refused, so is
     one that names the validation error without holding a split out; the shipped lr_search does neither, and
     its Tune objective (what Optuna and ASHA read) is the validation error."""
+    from reslab.launch.tuner import search_config
     from reslab.study import Search
-    from reslab.study.tuner import search_config
 
     space = Search(space={"lr": (0.01, 1.0)}, samples={"smoke": 2})
     no_split = Study("s", "t", "cifar10", grid(model=["cifar_resnet20"]), search=space, metric="validation_error")
@@ -277,7 +277,7 @@ def test_a_cluster_config_says_how_many_workers_the_cluster_may_have(tmp_path: P
     """Cloud configs bound workers by max_workers, on-prem ones by the machines listed; no config: none."""
     import yaml
 
-    from reslab.study.preflight import autoscaling_gpus, autoscaling_workers, is_local_path
+    from reslab.launch.preflight import autoscaling_gpus, autoscaling_workers, is_local_path
 
     cloud = tmp_path / "cloud.yaml"
     cloud.write_text(yaml.safe_dump(yaml.safe_load((REPO / "cluster" / "gpu.yaml").read_text())))

@@ -1,4 +1,4 @@
-"""The study <-> tracking contract, without a cluster: the one trial loop (`reslab.study.trial.run_trial`)
+"""The study <-> tracking contract, without a cluster: the one trial loop (`reslab.launch.trial.run_trial`)
 reporting to a session of our own, the MLflow writer on a real local store, and the launch refusals that
 come before Ray starts."""
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 from ray.train import Checkpoint
 
-from reslab.study.trial import Session, earlier_checkpoints, run_trial
+from reslab.launch.trial import Session, earlier_checkpoints, run_trial
 from reslab.tracking.layout import (
     FAILED_TAG,
     LAUNCH_TAG,
@@ -34,7 +34,8 @@ RECIPE = Recipe(batch_size=16, iterations=4, milestones=(2, 3))
 
 def params(layer_responses: bool = True, **point: Any) -> dict[str, Any]:
     config = TrainConfig("cifar_resnet20", dataset="synthetic", recipe=RECIPE, eval_every=2)
-    trial = {"label": "cifar_resnet20", "seed": 0, "config": config.to_dict(), "layer_responses": layer_responses}
+    trial = {"label": "cifar_resnet20", "seed": 0, "config": config.to_dict(), "layer_responses": layer_responses,
+             "early_stopping": False}  # fmt: skip
     return {"trial": {**trial, **point}}
 
 
@@ -220,7 +221,7 @@ def write_experiment(folder: Path, trials: dict[str, tuple[dict, list[dict]]]) -
 
 def test_the_sync_records_each_trials_end_as_the_study_does_and_twice_changes_nothing(tmp_path: Path) -> None:
     from reslab.dashboard.queries import trial_runs
-    from reslab.study.sync import sync_experiment
+    from reslab.tracking.sync import sync_experiment
 
     def report(iteration: int, **extra: Any) -> dict[str, Any]:
         return {"iteration": iteration, "test_error": 0.5, "train_error": 0.4, **extra}
@@ -275,7 +276,8 @@ def test_the_sync_records_each_trials_end_as_the_study_does_and_twice_changes_no
 def test_a_launch_onto_another_grid_or_a_resume_of_nothing_is_refused_before_ray_starts(tmp_path: Path) -> None:
     import ray
 
-    from reslab.study import Study, grid, run_study
+    from reslab.launch.run import run_study
+    from reslab.study import Study, grid
 
     study = Study("refusals", "a test study", "cifar10", grid(lr=[0.1]), settings={"model": "cifar_resnet20"})
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -290,7 +292,7 @@ def test_a_launch_onto_another_grid_or_a_resume_of_nothing_is_refused_before_ray
 
 def test_the_grid_fingerprint_is_what_is_trained_not_how_it_runs() -> None:
     from reslab.study import Study, grid
-    from reslab.study.launch import grid_fingerprint
+    from reslab.study.identity import grid_fingerprint
 
     def fingerprint(lr: float = 0.1, **runtime: Any) -> str:
         settings = {"model": "cifar_resnet20", **runtime}
@@ -318,7 +320,7 @@ def test_experiments_fingerprinted_by_earlier_versions_still_restore() -> None:
     by plain-110 and ResNet-110: its old experiments are a different grid and are refused, as they must be.)"""
     import importlib.util
 
-    from reslab.study.launch import earlier_fingerprints, grid_fingerprint
+    from reslab.study.identity import earlier_fingerprints, grid_fingerprint
 
     written = {
         "shortcut_ablation": ("CIFAR", {"63771e7f639a04fe", "dc6e3a5440d031d5"}),
@@ -340,8 +342,8 @@ def test_the_summary_gives_verdicts_from_tunes_results_and_names_trials_that_nev
     import pandas as pd
     from ray.tune import Result
 
+    from reslab.launch.run import Launch, _summarize
     from reslab.study import Claim, Study, grid
-    from reslab.study.runner import Launch, _summarize
 
     claim = Claim("deeper-trains-worse", "plain-32 trains worse", "Fig. 6", "train_error_late", "cifar_plain20",
                   "cifar_plain32")  # fmt: skip
@@ -355,7 +357,8 @@ def test_the_summary_gives_verdicts_from_tunes_results_and_names_trials_that_nev
         steps = [planned // 2, planned * 3 // 4, planned]
         history = pd.DataFrame({"iteration": steps, "train_error": [0.9, late_error, late_error],
                                 "test_error": [0.9, 0.5, 0.5]})  # fmt: skip
-        params = {"trial": {"label": trial.label, "seed": trial.seed, "config": trial.config.to_dict()}}
+        point = {"label": trial.label, "seed": trial.seed, "config": trial.config.to_dict(), "early_stopping": False}
+        params = {"trial": point}
         metrics = {"config": params, "iteration": planned, "train_error": late_error, "test_error": 0.5}
         return Result(metrics=metrics, checkpoint=None, error=None, path=str(tmp_path), metrics_dataframe=history)
 
@@ -401,7 +404,7 @@ def test_the_sync_reads_reports_line_by_line_names_what_it_cannot_deliver_and_me
 
     from mlflow import MlflowClient
 
-    from reslab.study.sync import sync_experiment
+    from reslab.tracking.sync import sync_experiment
 
     def report(iteration: int, error: float = 0.5) -> dict[str, Any]:
         return {"iteration": iteration, "test_error": error, "train_error": 0.4, "timestamp": 1_700_000_000 + iteration}
@@ -468,9 +471,9 @@ def test_a_finished_run_whose_net_failed_to_log_gets_it_from_the_next_sync_and_i
     version with `@best`."""
     from mlflow import MlflowClient
 
-    from reslab.study.sync import sync_experiment
     from reslab.tracking.layout import MODEL_ERROR_TAG, MODEL_TAG
     from reslab.tracking.registry import register_study_models
+    from reslab.tracking.sync import sync_experiment
 
     folder = tmp_path / "lost-smoke"
     (folder / "t1").mkdir(parents=True)

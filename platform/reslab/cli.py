@@ -230,10 +230,10 @@ def run_pull(args: argparse.Namespace) -> int:
 
 def run_tracking_sync(args: argparse.Namespace) -> int:
     """Deliver a study's results to MLflow after the store was away, then register its best nets."""
-    from .study.storage import is_cloud_uri
-    from .study.sync import local_copy, sync_experiment
+    from .store.storage import is_cloud_uri
     from .tracking import check_reachable, prepare_store, resolve_tracking_uri
     from .tracking.registry import register_study_models
+    from .tracking.sync import local_copy, sync_experiment
 
     def check(folder: Path) -> None:
         if not (folder / "grid.json").is_file():
@@ -264,7 +264,7 @@ def run_tracking_sync(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _driver_gone(experiment: str | Path) -> Iterator[bool]:
     """Whether no driver runs the experiment, holding its lock meanwhile so that none starts during the sync."""
-    from .study.lock import StudyRunning, driver_lock
+    from .store.lock import StudyRunning, driver_lock
 
     with contextlib.ExitStack() as held:
         try:
@@ -370,7 +370,7 @@ def run_study_command(args: argparse.Namespace) -> int:
             datasets = ", ".join(s.dataset for s in studies)
             print(f"{name:<20} {datasets:<18} {studies[0].title}")
         return 0
-    from .study import main as study_main
+    from .launch import main as study_main
 
     module = study_module(args.name)
     return study_main(*studies_of(module), argv=args.options, prog=f"reslab study run {args.name}")

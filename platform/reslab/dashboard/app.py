@@ -32,7 +32,7 @@ from reslab.dashboard import (
 from reslab.dashboard.report import study_report
 from reslab.dashboard.scorecard import tally
 from reslab.dashboard.text import markdown_text
-from reslab.study.summary import FINAL_TESTS, paper_table
+from reslab.results.summary import FINAL_TESTS, paper_table
 from reslab.tracking import TrackingUnavailable, prepare_store, resolve_tracking_uri
 
 REFRESH_S = 10  # cached queries expire this fast, so a running study's views follow it

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..study.summary import FINAL_TESTS, TrialOutcome, summarize
+from ..results.summary import FINAL_TESTS, TrialOutcome, summarize
 from ..tracking.catalog import latest_launch, number, registered_versions, whole_number
 from ..tracking.layout import (
     CURVE_METRICS,

@@ -17,8 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .. import __version__
-from ..study.claims import INTERVAL
-from ..study.summary import paper_table
+from ..results.claims import INTERVAL
+from ..results.summary import paper_table
 from .figures import error_curve_figure, layer_response_figure, search_figure
 from .queries import (
     error_curves,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..study.claims import HOLDS, INTERVAL, NOT_TESTED, VERDICT_COLUMNS
+from ..results.claims import HOLDS, INTERVAL, NOT_TESTED, VERDICT_COLUMNS
 from ..tracking.layout import LAUNCH_TAG, PROFILE_TAG, VERDICT_TAG, VERDICTS_ARTIFACT
 from .queries import client_for, experiment_of
 

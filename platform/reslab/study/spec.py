@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ..tracking.layout import name_problem
+from ..results.claims import Claim
+from ..results.summary import MORE_TESTS
+from ..tracking.layout import name_problem, variant_label
 from ..training import Recipe, TrainConfig, paper_recipe
 from ..training.config import MAX_SEED
-from .claims import Claim
-from .summary import MORE_TESTS
 
 RECIPE_KEYS = frozenset(f.name for f in fields(Recipe))
 CONFIG_KEYS = frozenset(f.name for f in fields(TrainConfig)) - {"recipe", "seed", "data_dir", "dataset"}
@@ -59,24 +59,6 @@ def grid(**axes: list[Any] | tuple[Any, ...]) -> tuple[dict[str, Any], ...]:
     """The cross product of the axes as variants: grid(model=[a, b], shortcut=["A", "B"]) -> 4 dicts."""
     names = list(axes)
     return tuple(dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values()))
-
-
-def variant_label(variant: Mapping[str, Any]) -> str:
-    """A short human name for a variant: its values joined, e.g. "resnet34-C" or "lr=0.05-weight_decay=0.0001"."""
-    parts = []
-    for key, value in variant.items():
-        if key != "seeds":
-            parts.append(str(value) if key in ("model", "shortcut") else f"{key}={value}")
-    return "-".join(parts) or "base"
-
-
-def trial_label(params: dict[str, Any]) -> str:
-    """A Tune trial's label from its params: the variant label, or for a search trial the values it
-    sampled (3 significant digits)."""
-    sampled = params.get("sampled") or {}
-    if sampled:
-        return variant_label({k: float(f"{v:.3g}") for k, v in sampled.items()})
-    return params["trial"]["label"]
 
 
 @dataclass(frozen=True)
@@ -139,7 +121,7 @@ class Study:
     metric: str = "test_error"  # what "best" means (lower is better); a search selects on "validation_error"
     layer_responses: bool = False  # also measure Fig. 7's per-layer response std at the end of each trial
     search: Search | None = None  # sample the recipe instead of crossing a grid (one base variant)
-    claims: tuple[Claim, ...] = ()  # the paper's comparative claims this study checks (see study/claims.py)
+    claims: tuple[Claim, ...] = ()  # the paper's comparative claims this study checks (see results/claims.py)
 
     def problems(self, profile: str = "smoke", data_dir: str | None = None) -> list[str]:
         """Every problem with the study, by path, without building anything."""

@@ -126,3 +126,21 @@ def run_status(mlflow_status: str, tags: Mapping[str, str]) -> str:
     if tags.get(DIVERGED_TAG):
         return "diverged"
     return "finished" if mlflow_status == "FINISHED" else "failed"
+
+
+def variant_label(variant: Mapping[str, Any]) -> str:
+    """A short human name for a variant: its values joined, e.g. "resnet34-C" or "lr=0.05-weight_decay=0.0001"."""
+    parts = []
+    for key, value in variant.items():
+        if key != "seeds":
+            parts.append(str(value) if key in ("model", "shortcut") else f"{key}={value}")
+    return "-".join(parts) or "base"
+
+
+def trial_label(params: dict[str, Any]) -> str:
+    """A Tune trial's label from its params: the variant label, or for a search trial the values it
+    sampled (3 significant digits)."""
+    sampled = params.get("sampled") or {}
+    if sampled:
+        return variant_label({k: float(f"{v:.3g}") for k, v in sampled.items()})
+    return params["trial"]["label"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .plan import trial_compute
+from ..study import Study, Trial
+from ..study.plan import trial_compute
+from ..tracking.layout import trial_label
 from .search_journal import optuna_storage
-from .spec import Study, Trial, trial_label
 from .trial import MAX_FAILURES
 
 # A trial's worker starts a Python process and imports torch and Ray Tune (about 3 s on a 2-core machine):

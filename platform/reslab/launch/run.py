@@ -22,26 +22,8 @@ from typing import Any, TextIO
 import pandas as pd
 
 from ..data.fetch import check_source
-from ..tracking import TrackingUnavailable, check_reachable, prepare_store, resolve_tracking_uri
-from ..tracking.layout import RESPONSES_ARTIFACT, VERDICTS_ARTIFACT
-from .claims import judge, untestable_reason, verdict_table, verdicts_markdown
-from .launch import earlier_fingerprints, experiment_name, grid_fingerprint, launch_record
-from .lock import driver_lock
-from .preflight import (
-    bootstrap_config,
-    check_data_here,
-    check_data_on_nodes,
-    check_storage_is_shared,
-    cluster_address,
-    describe_cluster,
-    ray_init,
-)
-from .resources import resources_fn, unschedulable
-from .seal import StateSeal, restore_sealed, seal_tuner_state, verified_state
-from .search_journal import fetch_journal, publish_journal
-from .spec import Study, Trial, variant_label
-from .storage import StorageFault, read_text, storage_fault, storage_uri, write_text
-from .summary import (
+from ..results.claims import judge, untestable_reason, verdict_table, verdicts_markdown
+from ..results.summary import (
     FINAL_TESTS,
     TrialOutcome,
     late_mean,
@@ -52,7 +34,26 @@ from .summary import (
     summarize,
     to_markdown,
 )
-from .tracking_callback import error_reason, trial_record
+from ..store.lock import driver_lock
+from ..store.seal import restore_sealed, seal_tuner_state, verified_state
+from ..store.storage import StorageFault, read_text, storage_fault, storage_uri, write_text
+from ..study.identity import earlier_fingerprints, experiment_name, grid_fingerprint
+from ..study.spec import Study, Trial, variant_label
+from ..tracking import TrackingUnavailable, check_reachable, prepare_store, resolve_tracking_uri
+from ..tracking.layout import RESPONSES_ARTIFACT, VERDICTS_ARTIFACT
+from ..tracking.trials import error_reason, trial_record
+from .preflight import (
+    bootstrap_config,
+    check_data_here,
+    check_data_on_nodes,
+    check_storage_is_shared,
+    cluster_address,
+    describe_cluster,
+    ray_init,
+)
+from .provenance import launch_record
+from .resources import resources_fn, unschedulable
+from .search_journal import fetch_journal, publish_journal
 from .trial import train_trial
 from .tuner import new_tuner
 
@@ -114,7 +115,7 @@ class Launch:
     address: str | None  # the cluster joined, or None for an embedded Ray here
     tracking_uri: str
     storage_uri: str  # --storage, absolute
-    trust_storage: bool = False  # restore Tune's state files without reslab's seal over them (`study/seal.py`)
+    trust_storage: bool = False  # restore Tune's state files without reslab's seal over them (`store/seal.py`)
 
     @property
     def name(self) -> str:
@@ -144,7 +145,7 @@ def run_study(
     trust_storage: bool = False,
 ) -> StudyRun:
     """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary.
-    One driver at a time runs an experiment: a second is refused before Ray starts (study/lock.py)."""
+    One driver at a time runs an experiment: a second is refused before Ray starts (store/lock.py)."""
     launch = prepare_launch(study, profile, data_dir, storage, tracking_uri, resume, data_source, trust_storage)
     with driver_lock(launch.path):
         node_options = {
@@ -201,7 +202,7 @@ def _run(
 def _sync_after_fault(launch: Launch) -> None:
     """Close the MLflow runs of a study its storage stopped, from the reports Ray's storage kept (best effort:
     the store may be on the same full disk). Trials Tune marked errored stay failed; none is promoted."""
-    from .sync import sync_experiment
+    from ..tracking.sync import sync_experiment
 
     with contextlib.suppress(Exception):
         sync_experiment(launch.path, launch.tracking_uri)
@@ -251,7 +252,7 @@ def prepare_launch(
 def check_same_store(launch: Launch) -> None:
     """A restored study keeps tracking into the store its launch named (Tune restores its callbacks with
     it): refuse another one rather than write live to the old store and sync into the new one."""
-    from .sync import LAUNCH_RECORD
+    from ..tracking.sync import LAUNCH_RECORD
 
     record = json.loads(read_text(launch.path, LAUNCH_RECORD) or "{}")
     launched = record.get("tracking_uri")  # absent in launches recorded before it was
@@ -272,7 +273,7 @@ def check_restored_store(tuner: Any, launch: Launch) -> None:
     """The store a restored Tuner's tracking callback writes to (pickled with the experiment, whatever
     launch.json says or whether it is there) must be the one this run names: else the console would print one
     store while every live write went to another. Refused before anything is written to either."""
-    from .tracking_callback import MLflowTracking
+    from .callbacks import MLflowTracking
 
     callbacks = tuner._local_tuner.get_run_config().callbacks or []  # Ray 2.x keeps the restored RunConfig here
     for launched in {c.uri for c in callbacks if isinstance(c, MLflowTracking)} - {launch.tracking_uri}:
@@ -293,9 +294,9 @@ def _tuner(
     from ray import tune
 
     from ..tracking.store import artifact_location
+    from ..tracking.sync import LAUNCH_RECORD
     from ..tracking.writer import MLflowWriter
-    from .sync import LAUNCH_RECORD
-    from .tracking_callback import MLflowTracking
+    from .callbacks import MLflowTracking, StateSeal
 
     trainable = tune.with_resources(train_trial, resources_fn(cluster_gpus, gpus_per_trial))
     if tune.Tuner.can_restore(launch.path):
@@ -399,7 +400,7 @@ def _sync_tracking(path: str, uri: str, results: Any, out: TextIO) -> bool:
     few times: every write is idempotent, so a sync cut short by a flaky server is simply run again. False
     when the store still does not answer: the results stay in Ray's storage and the message says how to
     sync later. What could not be delivered (a damaged report, a net that would not log) is named."""
-    from .sync import sync_experiment
+    from ..tracking.sync import sync_experiment
 
     if not _store_answers(uri, STORE_WAIT_S):
         print(f"MLflow store {uri} does not answer; waited {STORE_WAIT_S:.0f} s for it", file=out)

@@ -12,40 +12,20 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
+from ..store.seal import is_state_file, seal_files
 from ..tracking.registry import warm_model_saving
-from ..tracking.writer import MLflowWriter, TrialRecord
-from .spec import trial_label
+from ..tracking.trials import error_reason, trial_record
+from ..tracking.writer import MLflowWriter
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 10.0  # while the store does not answer, how long writes are skipped before trying again
-
-
-def trial_record(trial_id: str, params: Mapping[str, Any]) -> TrialRecord:
-    """The typed record of a trial, from the params the study gave Tune (`{"trial": point, "sampled": ...}`)."""
-    point = params["trial"]
-    return TrialRecord(
-        trial_id=trial_id,
-        label=trial_label(dict(params)),
-        seed=int(point["seed"]),
-        config=point["config"],
-        sampled=dict(params.get("sampled") or {}),
-        # experiments launched before the flag was written: only a search (the one with sampled values) has ASHA
-        early_stopping=bool(point.get("early_stopping", "sampled" in params)),
-    )
-
-
-def error_reason(error: BaseException | str | None) -> str:
-    """An error's first line with its type, e.g. "ValueError: ...": the reason a failed trial records."""
-    if error is None:
-        return "the trial raised an error (see error.txt in its trial folder)"
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return next((line for line in text.splitlines() if line.strip()), text)[:500]
 
 
 class MLflowTracking(Callback):
@@ -145,3 +125,41 @@ def _trial_error(trial: Any) -> str:
         return error_reason(trial.get_pickled_error() or trial.get_error())
     except Exception:  # the stored error cannot be read: the reason says where to look
         return error_reason(None)
+
+
+class StateSeal(Callback):
+    """Seals Tune's state each time Tune saves it. Tune calls every callback's `get_state` right after it
+    wrote its experiment and search state to the driver's staging folder, and before it uploads that folder
+    to the storage: the files sealed are the ones being uploaded. It keeps no key (this object is pickled into
+    tuner.pkl): the key is read from `key_path()` when it seals."""
+
+    def __init__(self, experiment_path: str) -> None:
+        self.experiment_path = experiment_path
+        self._staging: str | None = None
+        self._sealed: dict[str, bytes] = {}
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._staging is None and trials:
+            self._staging = trials[0].storage.experiment_driver_staging_path
+
+    def get_state(self) -> dict | None:
+        if self._staging is not None:
+            self._seal_staging()
+        return None  # nothing of its own to save
+
+    def _seal_staging(self) -> None:
+        staging = Path(self._staging)
+        try:
+            files = {p.name: p.read_bytes() for p in staging.iterdir() if p.is_file() and is_state_file(p.name)}
+            changed = {name: data for name, data in files.items() if self._sealed.get(name) != data}
+            if changed:
+                seal_files(self.experiment_path, changed)
+                self._sealed.update(changed)
+        except OSError as error:  # storage full or read-only: the last complete seal stays; the run reports
+            log.warning("state not sealed: %s: %s", type(error).__name__, error)
+
+    def __getstate__(self) -> dict:
+        return {"experiment_path": self.experiment_path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["experiment_path"])

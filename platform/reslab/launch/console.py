@@ -12,7 +12,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from .spec import trial_label
+from ..tracking.layout import trial_label
 
 
 def _eta(seconds: float) -> str:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..tracking.layout import METRICS, MODEL_ERROR_TAG, MODEL_TAG, STATUS_TAG, VERDICT_TAG, VERDICTS_ARTIFACT
-from ..tracking.store import artifact_location
-from ..tracking.writer import MLflowWriter
-from .storage import is_cloud_uri
-from .tracking_callback import error_reason, trial_record
+from ..store.storage import is_cloud_uri
+from .layout import METRICS, MODEL_ERROR_TAG, MODEL_TAG, STATUS_TAG, VERDICT_TAG, VERDICTS_ARTIFACT
+from .store import artifact_location
+from .trials import error_reason, trial_record
+from .writer import MLflowWriter
 
 LAUNCH_RECORD = "launch.json"  # the launch's provenance tags and study definition, beside grid.json
 TRIAL_RECORDS = ("params.json", "result.json")  # what a sync reads of each trial, besides its latest checkpoint

@@ -5,7 +5,8 @@ as cloudpickle) and restores it by loading them: a file planted in a shared --st
 the driver. Tune also writes them in place, so a disk that fills mid-write leaves them cut short and the
 study unresumable.
 
-So each time Tune saves its state, `StateSeal` copies those files into `.reslab-state/` beside them with an
+So each time Tune saves its state, `launch.callbacks.StateSeal` copies those files into `.reslab-state/`
+beside them with an
 HMAC of each, keyed by a secret kept outside the storage (`key_path()`), and on restore `restore_sealed`
 checks the copies and puts them back in place of whatever Tune's own files hold now. A copy that fails its
 check (altered, or sealed with another machine's key) stops the restore; a full disk leaves the last
@@ -23,8 +24,6 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
-
-from ray.tune import Callback
 
 from .storage import filesystem
 
@@ -177,43 +176,3 @@ def restore_sealed(experiment_path: str, state: dict[str, bytes]) -> list[str]:
         if name in differed or fs.get_file_info(f"{path}/{name}").type == pyarrow.fs.FileType.NotFound:
             _write(fs, f"{path}/{name}", data)
     return sorted(differed)
-
-
-class StateSeal(Callback):
-    """Seals Tune's state each time Tune saves it. Tune calls every callback's `get_state` right after it
-    wrote its experiment and search state to the driver's staging folder, and before it uploads that folder
-    to the storage: the files sealed are the ones being uploaded. It keeps no key (this object is pickled into
-    tuner.pkl): the key is read from `key_path()` when it seals."""
-
-    def __init__(self, experiment_path: str) -> None:
-        self.experiment_path = experiment_path
-        self._staging: str | None = None
-        self._sealed: dict[str, bytes] = {}
-        self.failure: str | None = None  # why the last seal failed (the storage stopped taking writes)
-
-    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if self._staging is None and trials:
-            self._staging = trials[0].storage.experiment_driver_staging_path
-
-    def get_state(self) -> dict | None:
-        if self._staging is not None:
-            self._seal_staging()
-        return None  # nothing of its own to save
-
-    def _seal_staging(self) -> None:
-        staging = Path(self._staging)
-        try:
-            files = {p.name: p.read_bytes() for p in staging.iterdir() if p.is_file() and is_state_file(p.name)}
-            changed = {name: data for name, data in files.items() if self._sealed.get(name) != data}
-            if changed:
-                seal_files(self.experiment_path, changed)
-                self._sealed.update(changed)
-            self.failure = None
-        except OSError as error:  # storage full or read-only: the last complete seal stays; the runner reports
-            self.failure = f"{type(error).__name__}: {error}"
-
-    def __getstate__(self) -> dict:
-        return {"experiment_path": self.experiment_path}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["experiment_path"])

@@ -14,7 +14,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from .storage import is_cloud_uri, read_bytes, write_bytes
+from ..store.storage import is_cloud_uri, read_bytes, write_bytes
 
 JOURNAL = "optuna.journal"
 

@@ -25,11 +25,11 @@ from ..data import DatasetNotFoundError
 from ..data.archive import default_cap
 from ..data.fetch import fetch_dataset
 from ..distributed import Shard
+from ..store.storage import read_text, write_text
 from ..training import TrainConfig, TrainingDiverged, build_trainer
 from ..training.checkpoint import TRIAL_CHECKPOINT, CheckpointError
 from ..training.cuda import CudaUnavailable, check_gpu_usable
 from ..training.responses import layer_responses
-from .storage import read_text, write_text
 
 # Errors that the same config meets again on every attempt (missing data, an invalid config or model, a GPU
 # torch cannot use): the trial ends at once as failed with the reason; retrying is only for a lost worker or node.

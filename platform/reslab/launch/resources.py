@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..models import get_model_info
+from ..study.spec import Trial
 from ..training import TrainConfig
 from .preflight import bootstrap_config
-from .spec import Trial
 from .trial import trial_config
 
 COORDINATOR_MEMORY = 256 * 2**20  # bytes reserved for a data-parallel trial's coordinating function

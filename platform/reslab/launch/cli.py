@@ -11,12 +11,11 @@ from ..arguments import gigabytes, gpu_share, positive_int
 from ..data import DatasetNotFoundError
 from ..data.fetch import check_source
 from ..logs import configure_logging
+from ..store.storage import StorageFault, quiet_storage_faults
+from ..study.plan import format_plan, plan, seeds_note
+from ..study.spec import PROFILES, Study
 from ..tracking import TrackingUnavailable
-from .plan import format_plan, plan, seeds_note
 from .preflight import SIGTERM_RECEIVED, check_data_here, ray_shutdown
-from .runner import run_study
-from .spec import PROFILES, Study
-from .storage import StorageFault, quiet_storage_faults
 
 
 def build_parser(*studies: Study, prog: str | None = None) -> argparse.ArgumentParser:
@@ -131,6 +130,8 @@ def main(*studies: Study, argv: list[str] | None = None, prog: str | None = None
 
 
 def _main(studies: tuple[Study, ...], args: argparse.Namespace) -> int:
+    from .run import run_study  # Ray, only once a study runs: `--dry-run` and a study file's import need none
+
     study = next(s for s in studies if s.dataset == getattr(args, "dataset", studies[0].dataset))
     if args.data_parallel is not None:
         study = replace(study, settings={**study.settings, "data_parallel": args.data_parallel})

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import DatasetNotFoundError, check_data_dir
-from .spec import Trial
+from ..study.spec import Trial
 
 NODE_CHECK_TIMEOUT_S = 120  # a node that does not answer the data check in this long is reported
 
