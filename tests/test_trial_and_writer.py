@@ -314,26 +314,6 @@ def test_a_config_spells_out_the_familys_default_shortcut_and_none_means_plain()
     )
 
 
-def test_experiments_fingerprinted_by_earlier_versions_still_restore() -> None:
-    """Fingerprints that reslab at e51e42e wrote for a shipped study (smoke profile): of the trained config and
-    of the whole config, both with the default shortcut left as None. (plain_vs_residual's grid has grown since,
-    by plain-110 and ResNet-110: its old experiments are a different grid and are refused, as they must be.)"""
-    import importlib.util
-
-    from reslab.study.identity import earlier_fingerprints, grid_fingerprint
-
-    written = {
-        "shortcut_ablation": ("CIFAR", {"63771e7f639a04fe", "dc6e3a5440d031d5"}),
-    }
-    for name, (attribute, fingerprints) in written.items():
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "studies" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        study = getattr(module, attribute)
-        trials = study.trials("smoke")
-        assert fingerprints <= earlier_fingerprints(trials, study, "smoke") | {grid_fingerprint(trials, study, "smoke")}
-
-
 def test_the_summary_gives_verdicts_from_tunes_results_and_names_trials_that_never_started(tmp_path: Path) -> None:
     """`_summarize` on Ray Tune's own Result objects: two seeds per side on the quick profile give a Welch
     verdict from the last quarter of training; a trial an interrupted study never started is named, not a crash."""

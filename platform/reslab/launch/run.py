@@ -37,7 +37,7 @@ from ..results.summary import (
 from ..store.lock import driver_lock
 from ..store.seal import restore_sealed, seal_tuner_state, verified_state
 from ..store.storage import StorageFault, read_text, storage_fault, storage_uri, write_text
-from ..study.identity import earlier_fingerprints, experiment_name, grid_fingerprint
+from ..study.identity import experiment_name, grid_fingerprint
 from ..study.spec import Study, Trial, variant_label
 from ..tracking import TrackingUnavailable, check_reachable, prepare_store, resolve_tracking_uri
 from ..tracking.layout import RESPONSES_ARTIFACT, VERDICTS_ARTIFACT
@@ -236,8 +236,7 @@ def prepare_launch(
     check_reachable(tracking_uri)  # a server that is down fails the launch before any trial starts
     launch = Launch(study, profile, trials, address, tracking_uri, storage_uri(storage), trust_storage)
     stored = read_text(launch.path, "grid.json")
-    accepted = {grid_fingerprint(trials, study, profile), *earlier_fingerprints(trials, study, profile)}
-    if stored is not None and json.loads(stored)["fingerprint"] not in accepted:
+    if stored is not None and json.loads(stored)["fingerprint"] != grid_fingerprint(trials, study, profile):
         raise ValueError(f"{launch.path} holds a different trial grid; pass another --storage or remove that folder")
     restoring = tune.Tuner.can_restore(launch.path)
     if resume and not restoring:

@@ -39,8 +39,7 @@ RUNTIME_FIELDS = ("data_dir", "download", "device", "precision", "workers", "dat
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines one training run: what is trained (`trained()`) and how it runs
-    (RUNTIME_FIELDS)."""
+    """Everything that determines one training run: what is trained, and how it runs (RUNTIME_FIELDS)."""
 
     model: str  # registered model name, e.g. "cifar_resnet56" (see `reslab models`)
     recipe: Recipe = field(default_factory=cifar_recipe)  # optimisation schedule
@@ -125,14 +124,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "recipe": self.recipe.to_dict()}
-
-    def trained(self) -> dict[str, Any]:
-        """What is trained: the config without RUNTIME_FIELDS."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
-
-    def runtime(self) -> dict[str, Any]:
-        """How it runs: RUNTIME_FIELDS only."""
-        return {k: getattr(self, k) for k in RUNTIME_FIELDS}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
