@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from reslab.launch import run as study_runner
+from reslab.launch.options import RunOptions
 from reslab.launch.preflight import ray_init
 from reslab.launch.run import run_study
 from reslab.study import Study
@@ -161,8 +162,8 @@ def several_trials_seconds(study: Study, storage: str) -> float:
     try:
         started = time.perf_counter()
         store = f"sqlite:///{storage}/mlflow.db"
-        run = run_study(study, profile="smoke", storage=storage, tracking_uri=store, max_concurrent_trials=1,
-                        out=open(os.devnull, "w"))  # noqa: SIM115  # fmt: skip
+        run = run_study(study, "smoke", storage=storage, tracking_uri=store,
+                        options=RunOptions(max_concurrent_trials=1), out=open(os.devnull, "w"))  # noqa: SIM115  # fmt: skip
     finally:
         PROFILES["smoke"] = smoke
     assert len(run.outcomes) == len(study.seeds), run.outcomes

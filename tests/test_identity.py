@@ -55,6 +55,7 @@ def test_an_experiment_resumes_after_a_defaulted_field_is_added_to_the_config(
     import ray
 
     import reslab.study.spec
+    from reslab.launch.options import RunOptions
     from reslab.launch.run import run_study
 
     store, out = f"sqlite:///{tmp_path / 'mlflow.db'}", io.StringIO()
@@ -62,7 +63,7 @@ def test_an_experiment_resumes_after_a_defaulted_field_is_added_to_the_config(
         first = run_study(STUDY, storage=tmp_path, tracking_uri=store, out=out)
         monkeypatch.setattr(reslab.study.spec, "TrainConfig", WithNewField)
         assert "new_knob" in STUDY.trials("smoke")[0].config.to_dict()
-        again = run_study(STUDY, storage=tmp_path, tracking_uri=store, resume=True, out=out)
+        again = run_study(STUDY, storage=tmp_path, tracking_uri=store, options=RunOptions(resume=True), out=out)
     finally:
         ray.shutdown()
     assert "restoring" in out.getvalue()

@@ -10,11 +10,10 @@ import torch
 
 from reslab.models import create_model
 from reslab.tracking import load_model as load
-from reslab.tracking.layout import MODEL_ID_TAG, MODEL_TAG
+from reslab.tracking.layout import MODEL_ID_TAG, MODEL_TAG, STATUS_TAG
 from reslab.tracking.registry import (
     PROGRAM_FILE,
     SPEC_FILE,
-    WEIGHTS_FILE,
     ModelNotFound,
     ModelSpec,
     load_folder,
@@ -50,7 +49,7 @@ def _trained_checkpoint(path: Path, shortcut: str, seed: int) -> torch.nn.Module
 
 
 def _run(client, experiment_id: str, name: str, test_error: float, checkpoint: Path):
-    run = client.create_run(experiment_id, tags={"reslab.registered_name": name})
+    run = client.create_run(experiment_id, tags={"reslab.registered_name": name, STATUS_TAG: "finished"})
     client.log_metric(run.info.run_id, "test_error", test_error, step=10)
     log_trial_model(client, run.info.run_id, checkpoint)
     client.set_terminated(run.info.run_id, "FINISHED")
@@ -117,13 +116,14 @@ class _Payload:
 
 
 def test_loading_never_executes_pickled_code(tmp_path: Path) -> None:
+    """A folder offering its weights as a pickle (the format torch.save writes) is not a model reslab loads."""
     folder = tmp_path / "model"
     folder.mkdir()
     spec = ModelSpec("cifar_resnet20", "A", None, 10, (3, 32, 32), "pixel_mean")
     (folder / SPEC_FILE).write_text(spec.to_json())
     marker = tmp_path / "code-ran"
-    torch.save({"conv1.weight": _Payload(marker)}, folder / WEIGHTS_FILE)
-    with pytest.raises(CheckpointError, match="unreadable"):
+    torch.save({"conv1.weight": _Payload(marker)}, folder / "reslab_weights.pt")
+    with pytest.raises(CheckpointError, match=f"not a reslab model folder .needs {SPEC_FILE} and {PROGRAM_FILE}"):
         load_folder(folder)
     assert not marker.exists()
 
@@ -196,36 +196,9 @@ def test_pull_copies_only_the_model_a_run_logged_into_the_store(tmp_path: Path) 
     images = torch.randn(2, 3, 32, 32)
     assert torch.equal(load_folder(pulled)(images), net(images))
     # the weights are stored once: in MLflow's program, which reslab reads as raw tensors
-    assert (pulled / PROGRAM_FILE).is_file() and not (pulled / "extra_files" / WEIGHTS_FILE).exists()
+    assert (pulled / PROGRAM_FILE).is_file() and not list((pulled / "extra_files").glob("*.pt"))
     assert download("cifar10-cifar_resnet20-A/1", tmp_path / "good", uri) == pulled  # a second pull replaces it
     assert sorted(p.name for p in (tmp_path / "good").iterdir()) == ["model"]
-
-
-def test_models_logged_before_logged_models_still_register_and_load(tmp_path: Path) -> None:
-    """Runs logged by earlier reslab versions hold their model in the run's `model` artifact folder with
-    `reslab_weights.pt`; their versions still pull and load."""
-    import mlflow.pytorch
-    from mlflow import MlflowClient
-
-    from reslab.tracking.registry import download, model_from_checkpoint
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri, registry_uri=uri)
-    experiment = client.create_experiment("old", artifact_location=(tmp_path / "artifacts").as_uri())
-    _trained_checkpoint(tmp_path / "net.pt", "A", seed=4)
-    model, spec = model_from_checkpoint(tmp_path / "net.pt")
-    folder = tmp_path / "model"
-    mlflow.pytorch.save_model(model, str(folder), input_example=torch.zeros(2, 3, 32, 32).numpy())
-    (folder / "extra_files").mkdir()
-    (folder / "extra_files" / SPEC_FILE).write_text(spec.to_json())
-    torch.save(model.state_dict(), folder / "extra_files" / WEIGHTS_FILE)
-    run = client.create_run(experiment, tags={"reslab.registered_name": "cifar10-cifar_resnet20-A", MODEL_TAG: "x"})
-    client.log_metric(run.info.run_id, "test_error", 0.3, step=10)
-    client.log_artifacts(run.info.run_id, str(folder), "model")
-    client.set_terminated(run.info.run_id, "FINISHED")
-    assert register_best(client, [client.get_run(run.info.run_id)], {}) == {"cifar10-cifar_resnet20-A": "1"}
-    images = torch.randn(2, 3, 32, 32)
-    assert torch.equal(load_folder(download("cifar10-cifar_resnet20-A", tmp_path / "out", uri))(images), model(images))
 
 
 def test_a_program_with_a_pickled_weight_is_refused_without_unpickling(tmp_path: Path) -> None:

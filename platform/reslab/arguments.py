@@ -41,3 +41,14 @@ def gigabytes(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a size in GB above 0, got {text!r}")
     return value
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite duration in seconds, 0 or more (how long to wait for something)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, got {text!r}")
+    return value

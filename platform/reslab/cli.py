@@ -230,13 +230,14 @@ def run_pull(args: argparse.Namespace) -> int:
 
 def run_tracking_sync(args: argparse.Namespace) -> int:
     """Deliver a study's results to MLflow after the store was away, then register its best nets."""
+    from .store.layout import GRID_RECORD
     from .store.storage import is_cloud_uri
     from .tracking import check_reachable, prepare_store, resolve_tracking_uri
     from .tracking.registry import register_study_models
     from .tracking.sync import local_copy, sync_experiment
 
     def check(folder: Path) -> None:
-        if not (folder / "grid.json").is_file():
+        if not (folder / GRID_RECORD).is_file():
             raise ValueError(
                 f"{args.folder} is not a study's experiment folder (no grid.json); e.g. runs/NAME-PROFILE or "
                 "s3://BUCKET/PATH/NAME-PROFILE"

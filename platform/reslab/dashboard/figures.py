@@ -148,7 +148,7 @@ def layer_response_figure(responses: pd.DataFrame, variants: Sequence[str] | Non
 def search_figure(trials: pd.DataFrame) -> go.Figure:
     """Parallel coordinates of a search: one axis per sampled value (log10, as sampled), then the
     iterations reached, the final validation error (what the search selected on) and test error; lines coloured
-    by the validation error (by the test error for a search recorded before searches held one out)."""
+    by the validation error (by the test error for a search that held no validation set out)."""
     sampled = [c for c in trials.columns if c not in SEARCH_RESULT_COLUMNS]
     dimensions = [
         {"label": f"log10 {escape(name)}", "values": trials[name].map(math.log10)} if (trials[name] > 0).all()

@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import replace
 
-from ..arguments import gigabytes, gpu_share, positive_int
+from ..arguments import gigabytes, gpu_share, positive_int, seconds
 from ..data import DatasetNotFoundError
 from ..data.fetch import check_source
 from ..logs import configure_logging
@@ -15,6 +15,7 @@ from ..store.storage import StorageFault, quiet_storage_faults
 from ..study.plan import format_plan, plan, seeds_note
 from ..study.spec import PROFILES, Study
 from ..tracking import TrackingUnavailable
+from .options import RunOptions
 from .preflight import SIGTERM_RECEIVED, check_data_here, ray_shutdown
 
 
@@ -74,10 +75,11 @@ def build_parser(*studies: Study, prog: str | None = None) -> argparse.ArgumentP
         help="require an existing experiment to restore (re-running restores one anyway)",
     )
     parser.add_argument(
-        "--trust-storage",
-        action="store_true",
-        help="restore an experiment whose Ray Tune state reslab did not seal (launched by an earlier reslab): "
-        "Tune unpickles those files, so only for a folder whose every file you know",
+        "--store-wait",
+        type=seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help="at the end, how long to wait for a tracking server that does not answer (default: 120)",
     )
     parser.add_argument("--max-concurrent-trials", type=positive_int, help="default: as many as resources allow")
     parser.add_argument("--gpus-per-trial", type=gpu_share, help="override the GPU share chosen from the model")
@@ -92,6 +94,22 @@ def build_parser(*studies: Study, prog: str | None = None) -> argparse.ArgumentP
         "--verbose", action="store_true", help="Ray Tune's own status tables and the trial workers' output too"
     )
     return parser
+
+
+def options(args: argparse.Namespace) -> RunOptions:
+    """How the study runs, as its flags say."""
+    return RunOptions(
+        data_dir=args.data_dir,
+        data_source=args.data_source,
+        data_max_bytes=round(args.data_max_gb * 1e9) if args.data_max_gb else None,
+        resume=args.resume,
+        max_concurrent_trials=args.max_concurrent_trials,
+        gpus_per_trial=args.gpus_per_trial,
+        shared_storage=args.shared_storage,
+        allow_cpu_fallback=args.allow_cpu_fallback,
+        store_wait_s=args.store_wait,
+        verbose=args.verbose,
+    )
 
 
 def configure_study_process(verbose: bool) -> None:
@@ -151,20 +169,7 @@ def _main(studies: tuple[Study, ...], args: argparse.Namespace) -> int:
                 print(note)
             return 0
         run = run_study(
-            study,
-            profile=args.profile,
-            data_dir=args.data_dir,
-            storage=args.storage,
-            resume=args.resume,
-            max_concurrent_trials=args.max_concurrent_trials,
-            gpus_per_trial=args.gpus_per_trial,
-            tracking_uri=args.tracking_uri,
-            verbose=args.verbose,
-            shared_storage=args.shared_storage,
-            allow_cpu_fallback=args.allow_cpu_fallback,
-            data_source=args.data_source,
-            data_max_bytes=round(args.data_max_gb * 1e9) if args.data_max_gb else None,
-            trust_storage=args.trust_storage,
+            study, args.profile, storage=args.storage, tracking_uri=args.tracking_uri, options=options(args)
         )
     except DatasetNotFoundError as error:
         choices = f"; --dataset chooses the study's data: {', '.join(s.dataset for s in studies)}"

@@ -16,12 +16,10 @@ import os
 import shlex
 import sys
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
 
-from ..data.fetch import check_source
 from ..results.claims import judge, untestable_reason, verdict_table, verdicts_markdown
 from ..results.summary import (
     FINAL_TESTS,
@@ -34,32 +32,30 @@ from ..results.summary import (
     summarize,
     to_markdown,
 )
+from ..store.layout import GRID_RECORD, LAUNCH_RECORD, RESPONSES_FILE, SUMMARY_TABLE, SUMMARY_TEXT, VERDICTS_FILE
 from ..store.lock import driver_lock
 from ..store.seal import restore_sealed, seal_tuner_state, verified_state
-from ..store.storage import StorageFault, read_text, storage_fault, storage_uri, write_text
-from ..study.identity import experiment_name, grid_fingerprint
-from ..study.spec import Study, Trial, variant_label
-from ..tracking import TrackingUnavailable, check_reachable, prepare_store, resolve_tracking_uri
-from ..tracking.layout import RESPONSES_ARTIFACT, VERDICTS_ARTIFACT
+from ..store.storage import StorageFault, storage_fault, write_text
+from ..study import Study, variant_label
+from ..study.identity import grid_fingerprint
+from ..tracking import TrackingUnavailable, check_reachable, prepare_store
 from ..tracking.trials import error_reason, trial_record
+from .options import RunOptions
 from .preflight import (
     bootstrap_config,
-    check_data_here,
     check_data_on_nodes,
     check_storage_is_shared,
-    cluster_address,
     describe_cluster,
     ray_init,
 )
+from .prepare import Launch, other_store, prepare_launch
 from .provenance import launch_record
 from .resources import resources_fn, unschedulable
 from .search_journal import fetch_journal, publish_journal
 from .trial import train_trial
 from .tuner import new_tuner
 
-# at a study's end, how long to wait for a tracking server that is away (one restarting takes ~30 s)
 log = logging.getLogger(__name__)
-STORE_WAIT_S = float(os.environ.get("RESLAB_STORE_WAIT_S", "120"))
 SYNC_ATTEMPTS = 8  # a sync, a registration or the verdicts sent again after a store's failure (all idempotent)
 
 
@@ -105,83 +101,41 @@ def _outcome(result: Any) -> TrialOutcome:
     )
 
 
-@dataclass(frozen=True)
-class Launch:
-    """One launch of a study, as checked before Ray starts: its trials and where it reads, tracks and stores."""
-
-    study: Study
-    profile: str
-    trials: list[Trial]
-    address: str | None  # the cluster joined, or None for an embedded Ray here
-    tracking_uri: str
-    storage_uri: str  # --storage, absolute
-    trust_storage: bool = False  # restore Tune's state files without reslab's seal over them (`store/seal.py`)
-
-    @property
-    def name(self) -> str:
-        return experiment_name(self.study, self.profile)
-
-    @property
-    def path(self) -> str:
-        return f"{self.storage_uri}/{self.name}"
-
-
 def run_study(
     study: Study,
-    *,
     profile: str = "smoke",
-    data_dir: str | None = None,
+    *,
     storage: str | os.PathLike = "runs",
-    resume: bool = False,
-    max_concurrent_trials: int | None = None,
-    gpus_per_trial: float | None = None,
     tracking_uri: str | None = None,
+    options: RunOptions | None = None,
     out: TextIO = sys.stdout,
-    verbose: bool = False,
-    shared_storage: bool = False,
-    allow_cpu_fallback: bool = False,
-    data_source: str | None = None,
-    data_max_bytes: int | None = None,
-    trust_storage: bool = False,
 ) -> StudyRun:
-    """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary.
-    One driver at a time runs an experiment: a second is refused before Ray starts (store/lock.py)."""
-    launch = prepare_launch(study, profile, data_dir, storage, tracking_uri, resume, data_source, trust_storage)
+    """Validate, then run (or restore) the study on Ray Tune, tracked in MLflow, and write its summary:
+    prepare -> lock (one driver per experiment, `store/lock.py`) -> tune -> finish."""
+    launch = prepare_launch(study, profile, storage, tracking_uri, options or RunOptions())
     with driver_lock(launch.path):
-        node_options = {
-            "allow_cpu_fallback": allow_cpu_fallback,
-            "data_source": data_source,
-            "data_max_bytes": data_max_bytes,
-        }
-        return _run(launch, max_concurrent_trials, gpus_per_trial, out, verbose, shared_storage, node_options)
+        return _run(launch, out)
 
 
-def _run(
-    launch: Launch,
-    max_concurrent_trials: int | None,
-    gpus_per_trial: float | None,
-    out: TextIO,
-    verbose: bool,
-    shared_storage: bool,
-    node_options: dict[str, Any],
-) -> StudyRun:
-    """Run the prepared launch; `node_options` say what a trial does on a node that lacks something."""
-    ray_init(launch.address, verbose)
-    if launch.address is not None and not node_options["data_source"]:
+def _run(launch: Launch, out: TextIO) -> StudyRun:
+    """Run the prepared launch: Ray up, the cluster checked, the Tuner fitted, the results synced and summed up."""
+    options = launch.options
+    ray_init(launch.address, options.verbose)
+    if launch.address is not None and not options.data_source:
         check_data_on_nodes(launch.trials)  # where the trials will read it, before any trial starts
-        check_storage_is_shared(launch.tracking_uri, launch.storage_uri, shared_storage)
+        check_storage_is_shared(launch.tracking_uri, launch.storage_uri, options.shared_storage)
     where, cluster_gpus = describe_cluster(launch.address)
-    if problem := unschedulable(launch.trials, cluster_gpus, gpus_per_trial, where):
+    if problem := unschedulable(launch.trials, cluster_gpus, options.gpus_per_trial, where):
         if launch.address is None or bootstrap_config():  # nothing can join beyond what the autoscaler adds
             raise ValueError(problem)  # Tune would leave the trial PENDING for ever
         print(f"warning: {problem}; its trials wait for a node that has it to join", file=out)
     print(f"{launch.name}: {len(launch.trials)} trials on {where}", file=out)
-    tuner = _tuner(launch, cluster_gpus, gpus_per_trial, max_concurrent_trials, verbose, node_options, out)
+    tuner = _tuner(launch, cluster_gpus, out)
     prepare_store(launch.tracking_uri)  # after a restore is checked: a refused one creates no store
     print(f"tracking: {launch.tracking_uri}   storage: {launch.path}", file=out, flush=True)
     try:
         results = tuner.fit()
-        tracked = _sync_tracking(launch.path, launch.tracking_uri, results, out)
+        tracked = _sync_tracking(launch, results, out)
         if tracked:
             tags = {"study": launch.study.name, "profile": launch.profile}
             _register_models(launch.tracking_uri, launch.name, results, tags, out)
@@ -208,66 +162,6 @@ def _sync_after_fault(launch: Launch) -> None:
         sync_experiment(launch.path, launch.tracking_uri)
 
 
-def prepare_launch(
-    study: Study,
-    profile: str,
-    data_dir: str | None,
-    storage: str | os.PathLike,
-    tracking_uri: str | None,
-    resume: bool,
-    data_source: str | None,
-    trust_storage: bool = False,
-) -> Launch:
-    """Everything knowable before Ray starts, each failure one ValueError (or DatasetNotFoundError,
-    TrackingUnavailable) and nothing written: the study's config, the data here (or its source), the
-    tracking server, and a restore that would continue a different grid or find nothing to resume."""
-    from ray import tune
-
-    study.validate(profile, data_dir)
-    if data_dir and not data_dir.startswith("~"):  # trials run in folders of their own: a relative path breaks
-        data_dir = str(Path(data_dir).absolute())  # "~" stays: it means each node's own home
-    trials = study.trials(profile, data_dir)
-    address = cluster_address()
-    if data_source:
-        check_source(data_source)  # each trial copies it to --data-dir on its node when that lacks it
-    elif address is None:
-        check_data_here(trials)  # the trials read the data here
-    tracking_uri = resolve_tracking_uri(tracking_uri)
-    check_reachable(tracking_uri)  # a server that is down fails the launch before any trial starts
-    launch = Launch(study, profile, trials, address, tracking_uri, storage_uri(storage), trust_storage)
-    stored = read_text(launch.path, "grid.json")
-    if stored is not None and json.loads(stored)["fingerprint"] != grid_fingerprint(trials, study, profile):
-        raise ValueError(f"{launch.path} holds a different trial grid; pass another --storage or remove that folder")
-    restoring = tune.Tuner.can_restore(launch.path)
-    if resume and not restoring:
-        raise ValueError(f"nothing to resume at {launch.path}: no experiment state there")
-    if restoring:
-        if not trust_storage:
-            verified_state(launch.path)  # SealBroken (a ValueError) before Ray starts
-        check_same_store(launch)
-    return launch
-
-
-def check_same_store(launch: Launch) -> None:
-    """A restored study keeps tracking into the store its launch named (Tune restores its callbacks with
-    it): refuse another one rather than write live to the old store and sync into the new one."""
-    from ..tracking.sync import LAUNCH_RECORD
-
-    record = json.loads(read_text(launch.path, LAUNCH_RECORD) or "{}")
-    launched = record.get("tracking_uri")  # absent in launches recorded before it was
-    if launched and launched != launch.tracking_uri:
-        raise ValueError(_other_store(launch, launched))
-
-
-def _other_store(launch: Launch, launched: str) -> str:
-    return (
-        f"{launch.path} was launched tracking into {launched}, but this run names {launch.tracking_uri}: "
-        f"pass --tracking-uri {shlex.quote(launched)} to continue it (copy its results into the other store "
-        f"afterwards with: reslab tracking sync {shlex.quote(launch.path)} --tracking-uri "
-        f"{shlex.quote(launch.tracking_uri)})"
-    )
-
-
 def check_restored_store(tuner: Any, launch: Launch) -> None:
     """The store a restored Tuner's tracking callback writes to (pickled with the experiment, whatever
     launch.json says or whether it is there) must be the one this run names: else the console would print one
@@ -276,37 +170,27 @@ def check_restored_store(tuner: Any, launch: Launch) -> None:
 
     callbacks = tuner._local_tuner.get_run_config().callbacks or []  # Ray 2.x keeps the restored RunConfig here
     for launched in {c.uri for c in callbacks if isinstance(c, MLflowTracking)} - {launch.tracking_uri}:
-        raise ValueError(_other_store(launch, launched))
+        raise ValueError(other_store(launch, launched))
 
 
-def _tuner(
-    launch: Launch,
-    cluster_gpus: float,
-    gpus_per_trial: float | None,
-    max_concurrent: int | None,
-    verbose: bool,
-    node_options: dict[str, Any],
-    out: TextIO,
-) -> Any:
+def _tuner(launch: Launch, cluster_gpus: float, out: TextIO) -> Any:
     """The experiment's Tuner: restored from its storage (finished trials kept), or a new launch that
     records its grid and provenance beside Tune's files and tracks into MLflow."""
     from ray import tune
 
     from ..tracking.store import artifact_location
-    from ..tracking.sync import LAUNCH_RECORD
     from ..tracking.writer import MLflowWriter
     from .callbacks import MLflowTracking, StateSeal
 
-    trainable = tune.with_resources(train_trial, resources_fn(cluster_gpus, gpus_per_trial))
+    trainable = tune.with_resources(train_trial, resources_fn(cluster_gpus, launch.options.gpus_per_trial))
     if tune.Tuner.can_restore(launch.path):
-        if not launch.trust_storage:  # Tune restores exactly the files reslab sealed, nothing planted or cut short
-            replaced = restore_sealed(launch.path, verified_state(launch.path))
-            if replaced:
-                print(
-                    f"{', '.join(replaced)} in {launch.path} differed from what reslab sealed (cut short by a full "
-                    "disk, or altered): restored from the sealed copy",
-                    file=out,
-                )
+        # Tune restores exactly the files reslab sealed, nothing planted or cut short
+        if replaced := restore_sealed(launch.path, verified_state(launch.path)):
+            print(
+                f"{', '.join(replaced)} in {launch.path} differed from what reslab sealed (cut short by a full "
+                "disk, or altered): restored from the sealed copy",
+                file=out,
+            )
         print(f"restoring {launch.path}: finished trials are kept, unfinished ones resume", file=out)
         if launch.study.search is not None:
             fetch_journal(launch.path)  # the restored searcher reopens its Optuna journal
@@ -315,15 +199,12 @@ def _tuner(
         return tuner
     study, profile, trials = launch.study, launch.profile, launch.trials
     fingerprint = grid_fingerprint(trials, study, profile)
-    write_text(launch.path, "grid.json", json.dumps({"fingerprint": fingerprint, "trials": len(trials)}))
+    write_text(launch.path, GRID_RECORD, json.dumps({"fingerprint": fingerprint, "trials": len(trials)}))
     record = {**launch_record(study, profile, trials), "tracking_uri": launch.tracking_uri}
     write_text(launch.path, LAUNCH_RECORD, json.dumps(record, indent=2, default=str))
     location = artifact_location(launch.tracking_uri)
     writer = MLflowWriter(launch.tracking_uri, launch.name, record["tags"], record["definition"], location)
-    tuner = new_tuner(
-        trainable, study, profile, trials, launch.name, launch.storage_uri, max_concurrent, cluster_gpus,
-        [MLflowTracking(writer), StateSeal(launch.path)], verbose, node_options,
-    )  # fmt: skip
+    tuner = new_tuner(trainable, launch, cluster_gpus, [MLflowTracking(writer), StateSeal(launch.path)])
     seal_tuner_state(launch.path)  # the Tuner wrote tuner.pkl just now
     return tuner
 
@@ -347,20 +228,20 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
     else:
         table = search_table(outcomes)
         markdown = search_markdown(table, title)
-    write_text(launch.path, "summary.csv", table.to_csv(index=False))
+    write_text(launch.path, SUMMARY_TABLE, table.to_csv(index=False))
     responses = response_table(started)
     if not responses.empty:
-        write_text(launch.path, RESPONSES_ARTIFACT, responses.to_csv(index=False))
+        write_text(launch.path, RESPONSES_FILE, responses.to_csv(index=False))
         markdown += "\n" + responses_markdown(responses, order)
     untestable = untestable_reason(launch.profile, dataset)
     verdicts = [judge(claim, outcomes, untestable) for claim in study.claims]
     if verdicts:
-        write_text(launch.path, VERDICTS_ARTIFACT, verdict_table(verdicts).to_csv(index=False))
+        write_text(launch.path, VERDICTS_FILE, verdict_table(verdicts).to_csv(index=False))
         markdown += "\n" + verdicts_markdown(verdicts)
     unfinished = interruption_note(outcomes, len(results))
     if unfinished:
         markdown += "\n" + unfinished
-    write_text(launch.path, "summary.md", markdown)
+    write_text(launch.path, SUMMARY_TEXT, markdown)
     print(markdown, file=out)
     print(f"results: {launch.path} (summary.md, summary.csv; Ray Tune's trial folders)", file=out)
     print(f"dashboard: reslab dashboard --tracking-uri {launch.tracking_uri}", file=out)
@@ -394,15 +275,16 @@ def _record_verdicts(launch: Launch, verdicts: pd.DataFrame, out: TextIO) -> Non
         print(f"verdicts not recorded in MLflow: {error_reason(error)}", file=out)
 
 
-def _sync_tracking(path: str, uri: str, results: Any, out: TextIO) -> bool:
+def _sync_tracking(launch: Launch, results: Any, out: TextIO) -> bool:
     """Deliver to MLflow what it missed while it did not answer or lost answers (nothing, normally), trying a
     few times: every write is idempotent, so a sync cut short by a flaky server is simply run again. False
     when the store still does not answer: the results stay in Ray's storage and the message says how to
     sync later. What could not be delivered (a damaged report, a net that would not log) is named."""
     from ..tracking.sync import sync_experiment
 
-    if not _store_answers(uri, STORE_WAIT_S):
-        print(f"MLflow store {uri} does not answer; waited {STORE_WAIT_S:.0f} s for it", file=out)
+    path, uri, wait_s = launch.path, launch.tracking_uri, launch.options.store_wait_s
+    if not _store_answers(uri, wait_s):
+        print(f"MLflow store {uri} does not answer; waited {wait_s:.0f} s for it", file=out)
     finished = {r.metrics["trial_id"]: r.error is None for r in results if r.metrics and "trial_id" in r.metrics}
     try:
         synced = _retried(lambda: sync_experiment(path, uri, finished, driver_gone=True))  # this driver ends

@@ -14,9 +14,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from ..store.layout import JOURNAL
 from ..store.storage import is_cloud_uri, read_bytes, write_bytes
-
-JOURNAL = "optuna.journal"
 
 
 def journal_path(experiment_path: str) -> Path:

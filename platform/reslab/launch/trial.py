@@ -25,6 +25,7 @@ from ..data import DatasetNotFoundError
 from ..data.archive import default_cap
 from ..data.fetch import fetch_dataset
 from ..distributed import Shard
+from ..store.layout import WORKER_GROUP_FILE
 from ..store.storage import read_text, write_text
 from ..training import TrainConfig, TrainingDiverged, build_trainer
 from ..training.checkpoint import TRIAL_CHECKPOINT, CheckpointError
@@ -194,9 +195,6 @@ def train_trial(params: dict[str, Any]) -> None:
         _train_data_parallel(params, extra)
     else:
         run_trial(params, _session(tune), extra, ray.get_gpu_ids())
-
-
-WORKER_GROUP_FILE = "worker_group"  # in a data-parallel trial's Ray Train folder: its placement group's id
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:

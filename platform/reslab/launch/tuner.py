@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..study import Study, Trial
+from ..study import Study
 from ..study.plan import trial_compute
 from ..tracking.layout import trial_label
+from .prepare import Launch
 from .search_journal import optuna_storage
 from .trial import MAX_FAILURES
 
@@ -16,24 +17,14 @@ from .trial import MAX_FAILURES
 REUSE_ACTORS = True
 
 
-def new_tuner(
-    trainable: Any,
-    study: Study,
-    profile: str,
-    trials: list[Trial],
-    name: str,
-    storage: str,
-    max_concurrent: int | None,
-    gpus: float,
-    callbacks: list[Any],
-    verbose: bool = False,
-    node_options: dict[str, Any] | None = None,
-) -> Any:
+def new_tuner(trainable: Any, launch: Launch, gpus: float, callbacks: list[Any]) -> Any:
     """A Tuner over the study's grid, or, for a search study, over Optuna's samples with ASHA stopping."""
     from ray import tune
 
     from .console import ConsoleReport
 
+    study, profile, trials, storage = launch.study, launch.profile, launch.trials, launch.storage_uri
+    max_concurrent, verbose = launch.options.max_concurrent_trials, launch.options.verbose
     point = {
         "layer_responses": study.layer_responses,
         "storage": storage,
@@ -41,7 +32,7 @@ def new_tuner(
         "early_stopping": study.search is not None,  # ASHA may end a search's trials early: "stopped", not failed
         # what a trial does on a node that lacks something: a GPU torch cannot use (train on the CPU if
         # allow_cpu_fallback), the data folder (copy it from data_source)
-        **(node_options or {}),
+        **launch.options.for_trials(),
     }
     # the costliest trials first (stable: equal ones keep the study's order): on a fixed pool of workers the
     # study ends when its last trial does, and a ResNet-1202 started last would run alone at the end
@@ -58,13 +49,13 @@ def new_tuner(
     else:
         param_space = {"trial": points[0], "sampled": {k: tune.loguniform(*v) for k, v in study.search.space.items()}}
         iterations = trials[0].config.recipe.iterations
-        tune_config = search_config(study, profile, iterations, max_concurrent, names, f"{storage}/{name}")
+        tune_config = search_config(study, profile, iterations, max_concurrent, names, launch.path)
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune_config,
         run_config=tune.RunConfig(
-            name=name,
+            name=launch.name,
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),

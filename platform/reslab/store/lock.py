@@ -26,10 +26,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from .layout import LEASE_FILE
 from .storage import delete_file, is_cloud_uri, read_text, write_text
 
 LOCK_FILE = "driver.lock"
-LEASE_FILE = "driver.json"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 120.0
 

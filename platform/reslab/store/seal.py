@@ -25,9 +25,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from .layout import SEAL_FOLDER
 from .storage import filesystem
 
-SEAL_FOLDER = ".reslab-state"
 MANIFEST = "manifest.json"
 TUNER_STATE = "tuner.pkl"
 # what Tune unpickles on restore: its own state, the search algorithm's and the callbacks'
@@ -130,15 +130,14 @@ def verified_state(experiment_path: str) -> dict[str, bytes]:
         raise SealBroken(f"{experiment_path}: reslab's seal over Tune's state is unreadable ({error})") from error
     if manifest is None or TUNER_STATE not in manifest["files"]:
         raise SealBroken(
-            f"{experiment_path} holds Ray Tune state that reslab did not seal (a study launched by an earlier "
-            "reslab, or files put there by hand): restoring it unpickles those files, which can run code. "
-            "If you know where every file in that folder came from, run again with --trust-storage"
+            f"{experiment_path} holds Ray Tune state that reslab did not seal (files put there by hand, or a seal "
+            "removed): restoring it would unpickle those files, which can run code. Launch the study into another "
+            "--storage"
         )
     if not key_path().is_file():
         raise SealBroken(
             f"{experiment_path} was sealed with a key this machine does not have ({key_path()}): copy that file "
-            "from the machine that launched the study (or set $RESLAB_STATE_KEY), or, if you trust every file in "
-            "that folder, run again with --trust-storage"
+            "from the machine that launched the study (or set $RESLAB_STATE_KEY to where it is)"
         )
     key = sealing_key()
     experiment = Path(path).name

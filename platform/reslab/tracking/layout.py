@@ -14,6 +14,8 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from ..store.layout import RESPONSES_FILE, VERDICTS_FILE
+
 METRICS = (
     "train_error", "test_error", "train_loss", "test_loss", "lr", "images_per_second",
     "validation_error", "validation_loss",  # where a run holds out a validation set (a search selects on it)
@@ -44,9 +46,9 @@ VERDICT_TAG = "reslab.verdict."  # + a claim's id, on a launch run: the verdict 
 PROFILE_TAG = "profile"  # on a launch run: the profile it ran ("smoke", "quick", "paper")
 
 STUDY_ARTIFACT = "study.json"  # on a launch run: variants in the paper's order, the paper's numbers, trials
-VERDICTS_ARTIFACT = "verdicts.csv"  # on a launch run: each claim's verdict with its effect, interval and n
-RESPONSES_ARTIFACT = "layer_responses.csv"  # on a trial's run: Fig. 7's per-layer response std
-MODEL_ARTIFACT = "model"  # the name of a trial's Logged Model (before MLflow 3 logging: its run's artifact folder)
+VERDICTS_ARTIFACT = VERDICTS_FILE  # on a launch run: each claim's verdict with its effect, interval and n
+RESPONSES_ARTIFACT = RESPONSES_FILE  # on a trial's run: Fig. 7's per-layer response std
+MODEL_ARTIFACT = "model"  # the name of a trial's Logged Model
 
 # What reslab names things it creates (studies, their experiments and folders, registered nets): one path
 # component that needs no quoting in a shell, a URL, an MLflow filter or a file system.
@@ -116,16 +118,12 @@ def trial_status(
 
 
 def run_status(mlflow_status: str, tags: Mapping[str, str]) -> str:
-    """A trial's status as its MLflow run records it: "running" while the run is open, else STATUS_TAG; runs
-    closed before that tag existed read from MLflow's status and the diverged tag (KILLED then meant
-    "ended before its planned iterations": failed)."""
+    """A trial's status as its MLflow run records it: "running" while the run is open, else STATUS_TAG (set
+    before the run is closed). A closed run without it holds an incomplete record: "failed" until the sync
+    closes it again."""
     if mlflow_status in ("RUNNING", "SCHEDULED"):
         return "running"
-    if tags.get(STATUS_TAG) in STATUSES:
-        return tags[STATUS_TAG]
-    if tags.get(DIVERGED_TAG):
-        return "diverged"
-    return "finished" if mlflow_status == "FINISHED" else "failed"
+    return tags[STATUS_TAG] if tags.get(STATUS_TAG) in STATUSES else "failed"
 
 
 def variant_label(variant: Mapping[str, Any]) -> str:

@@ -12,8 +12,6 @@ registered as `<dataset>-<model>-<shortcut>` (`<dataset>-<model>` for plain nets
 (`models:/<model_id>`), and the alias `best` moves to that version. A version carries the SHA-256 of its
 weights; a pull checks it and records it beside the files (`reslab_pull.json`), and loading a pulled folder
 checks it again. A pull never deletes: it writes a new folder, or finds the same version pulled there before.
-Runs logged before reslab used Logged Models keep their model in the run's `model` artifact folder (with
-`reslab_weights.pt`); those still register, pull and load.
 """
 
 from __future__ import annotations
@@ -49,7 +47,6 @@ from .layout import (
 from .pt2_weights import pt2_state_dict, weights_sha256
 
 SPEC_FILE = "reslab_model.json"
-WEIGHTS_FILE = "reslab_weights.pt"  # the state dict, in models logged before the weights lived only in the program
 PROGRAM_FILE = "data/model.pt2"  # where mlflow.pytorch keeps the torch.export program inside a model folder
 EXTRA_FILES = "extra_files"
 PULL_FILE = "reslab_pull.json"  # written by a pull beside the model's files: which version, and its weights' digest
@@ -104,7 +101,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec]:
     info = get_model_info(config["model"])
     spec = ModelSpec(
         model=config["model"],
-        shortcut=info.shortcut_for(config.get("shortcut")),  # configs written before it was resolved hold None
+        shortcut=config["shortcut"],
         depth=config.get("depth"),
         num_classes=int(weights["fc.weight"].shape[0]),
         input_shape=tuple(info.input_size),
@@ -185,9 +182,8 @@ def _store_of(client: Any) -> AbstractContextManager[None]:
 
 
 def model_source(run: Any) -> str:
-    """What a run's registered version points to: its Logged Model, or its `model` folder (older runs)."""
-    model_id = run.data.tags.get(MODEL_ID_TAG)
-    return f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
+    """What a run's registered version points to: its Logged Model."""
+    return f"models:/{run.data.tags[MODEL_ID_TAG]}"
 
 
 def register_best(client: Any, runs: Iterable[Any], tags: dict[str, str]) -> dict[str, str]:
@@ -220,7 +216,7 @@ def register_best(client: Any, runs: Iterable[Any], tags: dict[str, str]) -> dic
                     name,
                     source=model_source(run),
                     run_id=run.info.run_id,
-                    model_id=run.data.tags.get(MODEL_ID_TAG),
+                    model_id=run.data.tags[MODEL_ID_TAG],
                     tags={**tags, **metrics, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id},
                 )
             version, created = _version_of(client, name, run), True
@@ -337,49 +333,38 @@ def _previous_pull(target: Path, wanted: dict[str, str | None]) -> Path:
 
 
 def logged_source(client: Any, version: Any) -> str:
-    """Where a version's files are: the Logged Model its run logged (or, for older runs, the run's `model`
-    folder) in the store's artifacts. A version whose source points anywhere else (MLflow accepts any URI:
-    another folder of this machine, another bucket, another run's model) is refused, so pulling a name never
-    copies files from outside the registry's own store."""
+    """Where a version's files are: the Logged Model its run logged, in the store's artifacts. A version whose
+    source points anywhere else (MLflow accepts any URI: another folder of this machine, another bucket, another
+    run's model) is refused, so pulling a name never copies files from outside the registry's own store."""
     name = f"{version.name} version {version.version}"
     if not version.run_id:
         raise ModelNotFound(f"{name} was not made from a run's logged model (no run id): refusing to copy from it")
     run = client.get_run(version.run_id)
-    logged = model_source(run)
-    legacy = (f"{run.info.artifact_uri}/{MODEL_ARTIFACT}", f"runs:/{version.run_id}/{MODEL_ARTIFACT}")
-    if version.source != logged and version.source not in legacy:
+    logged = model_source(run) if MODEL_ID_TAG in run.data.tags else "no logged model"
+    if version.source != logged:
         raise ModelNotFound(
             f"{name} points at {version.source}, not at the model its run logged ({logged}): refusing to copy "
             "from there; register the run's model again (reslab tracking sync) or pull another version"
         )
-    if version.source.startswith("models:/"):
-        return client.get_logged_model(version.source.removeprefix("models:/")).artifact_location
-    return legacy[0]
+    return client.get_logged_model(version.source.removeprefix("models:/")).artifact_location
 
 
 def _read_folder(folder: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
     """The spec and the weights in a model folder, read without unpickling; any damage a CheckpointError."""
     extra = folder / EXTRA_FILES if (folder / EXTRA_FILES).is_dir() else folder  # where mlflow.pytorch puts them
-    spec_path, weights_path, program = extra / SPEC_FILE, extra / WEIGHTS_FILE, folder / PROGRAM_FILE
-    if not spec_path.is_file() or not (weights_path.is_file() or program.is_file()):
-        raise CheckpointError(
-            f"{folder} is not a reslab model folder (needs {SPEC_FILE} and {PROGRAM_FILE} or {WEIGHTS_FILE})"
-        )
+    spec_path, program = extra / SPEC_FILE, folder / PROGRAM_FILE
+    if not spec_path.is_file() or not program.is_file():
+        raise CheckpointError(f"{folder} is not a reslab model folder (needs {SPEC_FILE} and {PROGRAM_FILE})")
     try:
         spec = ModelSpec.from_json(spec_path.read_text())
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{spec_path} is damaged ({type(error).__name__}: {error})") from error
-    if not weights_path.is_file():
-        return spec, pt2_state_dict(program)
-    try:
-        return spec, torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{weights_path} is unreadable ({type(error).__name__}: {error})") from error
+    return spec, pt2_state_dict(program)
 
 
 def load_folder(folder: str | Path) -> nn.Module:
     """The eval-mode net in a downloaded model folder: built from reslab's spec, its weights read from the
-    torch.export program as raw tensors (or, in older models, from a weights-only state dict) and, in a pulled
+    torch.export program as raw tensors and, in a pulled
     folder, checked against the digest the pull recorded. Weights that do not fit the spec's net, or a spec
     naming no net reslab builds, are a CheckpointError naming the folder."""
     folder = Path(folder)

@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..store.layout import LAUNCH_RECORD, TRIAL_RECORDS, VERDICTS_FILE
 from ..store.storage import is_cloud_uri
-from .layout import METRICS, MODEL_ERROR_TAG, MODEL_TAG, STATUS_TAG, VERDICT_TAG, VERDICTS_ARTIFACT
+from .layout import METRICS, MODEL_ERROR_TAG, MODEL_TAG, STATUS_TAG, VERDICT_TAG
 from .store import artifact_location
 from .trials import error_reason, trial_record
 from .writer import MLflowWriter
-
-LAUNCH_RECORD = "launch.json"  # the launch's provenance tags and study definition, beside grid.json
-TRIAL_RECORDS = ("params.json", "result.json")  # what a sync reads of each trial, besides its latest checkpoint
 
 
 @contextlib.contextmanager
@@ -131,7 +129,7 @@ def _restore_verdicts(writer: MLflowWriter, path: Path) -> None:
 
 def _record_disagrees(run_status: str, tags: Mapping[str, str], status: str) -> bool:
     """Whether a trial run's record disagrees with how the trial ended (`status`): still open, closed before
-    it ended, or closed before the status tag existed."""
+    it ended, or closed without its status tag."""
     return run_status == "RUNNING" or tags.get(STATUS_TAG) != status
 
 
@@ -161,12 +159,12 @@ def sync_experiment(
 def _sync(
     folder: Path, uri: str, finished: dict[str, bool] | None, cloud_folder: str | None, driver_gone: bool
 ) -> SyncReport:
-    record_path = folder / LAUNCH_RECORD  # absent in folders of studies run before it was written
+    record_path = folder / LAUNCH_RECORD  # when it is lost, the launch is rebuilt without its provenance
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     location = artifact_location(uri)  # beside a local store, not in ./mlruns of wherever the sync runs
     writer = MLflowWriter(uri, folder.name, record.get("tags", {}), record.get("definition", {}), location)
     started = writer.attach()
-    _restore_verdicts(writer, folder / VERDICTS_ARTIFACT)
+    _restore_verdicts(writer, folder / VERDICTS_FILE)
     report = SyncReport()
     for params_path in sorted(folder.glob("*/params.json")):
         try:
