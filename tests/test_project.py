@@ -133,3 +133,16 @@ def test_reading_a_store_loads_neither_ray_nor_torch() -> None:
     probe = "import sys, reslab.dashboard; print(sorted({'ray', 'torch'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_readmes_new_study_runs_its_dry_run(tmp_path) -> None:
+    """The one-file study the README shows is a working study: it validates and plans."""
+    readme = (REPO / "README.md").read_text()
+    (snippet,) = [block for block in re.findall(r"```python\n(.+?)```", readme, flags=re.S) if "main(STUDY)" in block]
+    (tmp_path / "mini.py").write_text(snippet)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "mini.py"), "--profile", "smoke", "--dry-run"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "cifar_plain20" in done.stdout and "cifar_resnet20" in done.stdout
