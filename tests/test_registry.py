@@ -15,7 +15,7 @@ from reslab.tracking.registry import (
     PROGRAM_FILE,
     SPEC_FILE,
     ModelNotFound,
-    ModelSpec,
+    SavedNet,
     load_folder,
     log_trial_model,
     register_best,
@@ -35,6 +35,11 @@ def test_registered_names_follow_dataset_model_shortcut() -> None:
     assert registered_name({"dataset": "imagenet", "model": "resnet34", "shortcut": None}) == "imagenet-resnet34-B"
     plain = {"dataset": "cifar10", "model": "cifar_plain20", "shortcut": None}
     assert registered_name(plain) == "cifar10-cifar_plain20"  # a plain net has no shortcut to name
+    # every distinct net has its own name (and `@best`): the any-depth builder's depths too
+    deep = {"dataset": "cifar10", "model": "cifar_resnet", "shortcut": "A"}
+    assert registered_name({**deep, "depth": 74}) == "cifar10-cifar_resnet74-A"
+    assert registered_name({**deep, "depth": 92}) == "cifar10-cifar_resnet92-A"
+    assert registered_name({**deep, "depth": 56}) == registered_name({**deep, "model": "cifar_resnet56"})  # one net
 
 
 def _trained_checkpoint(path: Path, shortcut: str, seed: int) -> torch.nn.Module:
@@ -119,7 +124,7 @@ def test_loading_never_executes_pickled_code(tmp_path: Path) -> None:
     """A folder offering its weights as a pickle (the format torch.save writes) is not a model reslab loads."""
     folder = tmp_path / "model"
     folder.mkdir()
-    spec = ModelSpec("cifar_resnet20", "A", None, 10, (3, 32, 32), "pixel_mean")
+    spec = SavedNet("cifar_resnet20", "A", None, 10, (3, 32, 32), "pixel_mean")
     (folder / SPEC_FILE).write_text(spec.to_json())
     marker = tmp_path / "code-ran"
     torch.save({"conv1.weight": _Payload(marker)}, folder / "reslab_weights.pt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import runpy
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -100,9 +101,12 @@ def test_resources_pack_small_cifar_nets_onto_a_gpu_and_fall_back_to_cpus() -> N
         t.label: t.config
         for t in Study(
             "r", "t", "cifar10", grid(model=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110", "cifar_resnet1202"])
-        ).trials("smoke")
+        ).trials("paper", "/data")
     }
     assert [gpu_fraction(c) for c in configs.values()] == [0.25, 0.25, 0.5, 1.0]
+    # sized by what a step computes, not by depth: ResNet-20 at 8x the batch computes more than ResNet-110
+    wide_batch = replace(configs["cifar_resnet20"], recipe=replace(configs["cifar_resnet20"].recipe, batch_size=1024))
+    assert gpu_fraction(wide_batch) == 1.0
     assert trial_resources(configs["cifar_resnet20"], cluster_gpus=2, gpus_per_trial=None) == {"CPU": 1, "GPU": 0.25}
     assert trial_resources(configs["cifar_resnet20"], cluster_gpus=0, gpus_per_trial=None) == {"CPU": 1}
     assert trial_resources(configs["cifar_resnet20"], cluster_gpus=0, gpus_per_trial=0.5) == {"CPU": 1, "GPU": 0.5}
@@ -162,6 +166,8 @@ def test_the_summary_sets_the_paper_beside_the_ten_crop_test_where_one_ran() -> 
         "test_error_multiscale_top5",
         "paper_more.test_error_top5.resnet43: no such variant",
     ]
+    paper_typo = Study("s", "t", "imagenet", grid(model=["resnet34", "resnet18"]), paper={"resnet43": 25.03})
+    assert paper_typo.problems("smoke") == ["paper: no such variant 'resnet43'; valid: resnet18, resnet34"]
     assert "multi-scale" not in to_markdown(table, "t")  # not run: no columns
     cifar = summarize([TrialOutcome("a", 0, 100, 0.1, 0.2, "finished")], {"a": 8.75}, order=["a"])
     assert "10-crop" not in to_markdown(cifar, "t") and cifar.loc[0, "difference"] == pytest.approx(20 - 8.75)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from reslab.data import TensorData, synthetic_splits
 from reslab.models import create_model
@@ -229,9 +230,10 @@ def test_a_short_real_cifar_run_is_clearly_better_than_chance(cifar_subset: Path
 def test_layer_responses_measure_every_3x3_layer_after_bn() -> None:
     from reslab.training.responses import layer_responses, response_layers
 
-    assert len(response_layers(create_model("cifar_resnet20"))) == 19  # stem + 2 per block x 9 blocks
-    assert len(response_layers(create_model("cifar_plain110"))) == 109
-    assert len(response_layers(create_model("resnet50"))) == 16  # one 3x3 per bottleneck; the 7x7 stem is not 3x3
+    cifar, imagenet = torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 224, 224)
+    assert len(response_layers(create_model("cifar_resnet20"), cifar)) == 19  # stem + 2 per block x 9 blocks
+    assert len(response_layers(create_model("cifar_plain110"), cifar)) == 109
+    assert len(response_layers(create_model("resnet50"), imagenet)) == 16  # one 3x3 per bottleneck; not the 7x7
     torch.manual_seed(0)
     model = create_model("cifar_resnet20").eval()
     data = TensorData(SPLITS, 32, seed=0, test_batch_size=50)
@@ -247,6 +249,33 @@ def test_layer_responses_measure_every_3x3_layer_after_bn() -> None:
         model.stages[2][2].residual[4].weight.zero_()
         model.stages[2][2].residual[4].bias.zero_()
     assert layer_responses(model, data.test_batches())[-1] == 0.0  # gamma = beta = 0: a silent layer
+
+
+class _Block(nn.Module):
+    """A block that declares its layers in another order than it runs them; pre-activation on request."""
+
+    def __init__(self, pre_activation: bool) -> None:
+        super().__init__()
+        self.pre_activation = pre_activation
+        self.bn2, self.bn1 = nn.BatchNorm2d(4), nn.BatchNorm2d(4)
+        self.conv2, self.conv1 = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre_activation:  # BN -> ReLU -> conv: the second conv's output goes to the addition
+            return x + self.conv2(torch.relu(self.bn2(self.conv1(torch.relu(self.bn1(x))))))
+        return torch.relu(x + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+
+
+def test_fig7s_layers_are_the_bns_that_take_a_3x3_output_and_a_pre_activation_net_is_refused() -> None:
+    from reslab.training.responses import layer_responses, response_layers
+
+    net, images = nn.Sequential(_Block(False), _Block(False)), torch.randn(2, 4, 8, 8)
+    found = response_layers(net, images)
+    assert found == [net[0].bn1, net[0].bn2, net[1].bn1, net[1].bn2]  # the order they run, not declared
+    with pytest.raises(ValueError, match="2 of its 4 3x3 convolutions feed a BN directly"):
+        response_layers(nn.Sequential(_Block(True), _Block(True)), images)
+    with pytest.raises(ValueError, match="2 of its 4"):
+        layer_responses(nn.Sequential(_Block(True), _Block(True)), [(images, None)])
 
 
 def test_data_parallel_needs_a_batch_the_workers_can_split() -> None:

@@ -26,17 +26,18 @@ from reslab.tracking.layout import (
     run_status,
     trial_status,
 )
+from reslab.tracking.trials import TrialParams
 from reslab.tracking.writer import MLflowWriter, TrialRecord
 from reslab.training import Recipe, TrainConfig
 
 RECIPE = Recipe(batch_size=16, iterations=4, milestones=(2, 3))
 
 
-def params(layer_responses: bool = True, **point: Any) -> dict[str, Any]:
+def params(layer_responses: bool = True, **options: Any) -> dict[str, Any]:
+    """Tune's params of a small trial, as the tuner makes them."""
     config = TrainConfig("cifar_resnet20", dataset="synthetic", recipe=RECIPE, eval_every=2)
-    trial = {"label": "cifar_resnet20", "seed": 0, "config": config.to_dict(), "layer_responses": layer_responses,
-             "early_stopping": False}  # fmt: skip
-    return {"trial": {**trial, **point}}
+    trial = TrialParams("cifar_resnet20", 0, config.to_dict(), "unused", layer_responses=layer_responses, **options)
+    return {"trial": trial.point()}
 
 
 class Recorder:
@@ -337,8 +338,7 @@ def test_the_summary_gives_verdicts_from_tunes_results_and_names_trials_that_nev
         steps = [planned // 2, planned * 3 // 4, planned]
         history = pd.DataFrame({"iteration": steps, "train_error": [0.9, late_error, late_error],
                                 "test_error": [0.9, 0.5, 0.5]})  # fmt: skip
-        point = {"label": trial.label, "seed": trial.seed, "config": trial.config.to_dict(), "early_stopping": False}
-        params = {"trial": point}
+        params = {"trial": TrialParams(trial.label, trial.seed, trial.config.to_dict(), str(tmp_path)).point()}
         metrics = {"config": params, "iteration": planned, "train_error": late_error, "test_error": 0.5}
         return Result(metrics=metrics, checkpoint=None, error=None, path=str(tmp_path), metrics_dataframe=history)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from ..tracking.layout import trial_label
+from ..tracking.trials import TrialParams
 
 
 def _eta(seconds: float) -> str:
@@ -40,8 +40,8 @@ class ConsoleReport(Callback):
         self.told: set[str] = set()  # trials whose skipped checkpoints were already reported
 
     def _who(self, trial: Any) -> tuple[str, int, int]:
-        params = trial.config["trial"]
-        return trial_label(trial.config), params["seed"], params["config"]["recipe"]["iterations"]
+        record = TrialParams.read(trial.config).record(trial.trial_id)
+        return record.label, record.seed, record.planned
 
     def _print(self, text: str) -> None:
         if self.closed:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -22,11 +21,3 @@ class RunOptions:
     allow_cpu_fallback: bool = False  # a trial given a GPU torch cannot use trains on the CPU instead of failing
     store_wait_s: float = 120.0  # at the end, how long to wait for a tracking server that is away (a restart: ~30 s)
     verbose: bool = False  # Ray Tune's own status tables and the trial workers' output too
-
-    def for_trials(self) -> dict[str, Any]:
-        """What each trial reads of these options on its node (part of its Tune params)."""
-        return {
-            "allow_cpu_fallback": self.allow_cpu_fallback,
-            "data_source": self.data_source,
-            "data_max_bytes": self.data_max_bytes,
-        }

@@ -7,22 +7,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..models import get_model_info
+from ..study.plan import input_size
 from ..study.spec import Trial
+from ..tracking.trials import TrialParams
 from ..training import TrainConfig
 from .preflight import bootstrap_config
-from .trial import trial_config
 
 COORDINATOR_MEMORY = 256 * 2**20  # bytes reserved for a data-parallel trial's coordinating function
 
 
+# multiply-adds of one training step (forward, per image, x batch) up to which a trial takes a quarter or a half
+# of a GPU: ResNet-56 at batch 128 (16 G) packs four to a GPU, ResNet-110 (32 G) two, ResNet-1202 and every
+# ImageNet net (over 300 G) take a whole one. A batch's activations grow with its multiply-adds, so its
+# memory follows the same steps.
+SHARE_STEPS = ((20e9, 0.25), (40e9, 0.5))
+
+
 def gpu_fraction(config: TrainConfig) -> float:
-    """The share of one GPU a trial needs, so that small CIFAR nets pack several to a GPU."""
-    info = get_model_info(config.model)
-    depth = config.depth or info.depth or 0
-    if info.family == "imagenet" or depth > 110:
-        return 1.0
-    return 0.5 if depth > 56 else 0.25
+    """The share of one GPU a trial needs, from what one of its steps computes, so that small nets pack
+    several to a GPU and a wide one does not."""
+    step = config.model_spec.multiply_adds(input_size(config)) * config.recipe.batch_size
+    return next((share for most, share in SHARE_STEPS if step <= most), 1.0)
 
 
 def trial_resources(config: TrainConfig, cluster_gpus: float, gpus_per_trial: float | None) -> dict[str, float]:
@@ -39,7 +44,7 @@ def resources_fn(cluster_gpus: float, gpus_per_trial: float | None) -> Callable[
     from ray.tune import PlacementGroupFactory
 
     def resources(params: dict) -> PlacementGroupFactory:
-        config = trial_config(params)
+        config = TrialParams.read(params).train_config
         return PlacementGroupFactory([trial_resources(config, cluster_gpus, gpus_per_trial)])
 
     return resources

@@ -15,7 +15,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ from ..data.fetch import fetch_dataset
 from ..distributed import Shard
 from ..store.layout import WORKER_GROUP_FILE
 from ..store.storage import read_text, write_text
-from ..training import TrainConfig, TrainingDiverged, build_trainer
+from ..tracking.trials import TrialParams
+from ..training import TrainingDiverged, build_trainer
 from ..training.checkpoint import TRIAL_CHECKPOINT, CheckpointError
 from ..training.cuda import CudaUnavailable, check_gpu_usable
 from ..training.responses import layer_responses
@@ -46,13 +47,6 @@ class Session:
     report: Callable[[dict[str, Any], str | None], None]
     checkpoints: Callable[[], list[Any]]  # Ray `Checkpoint`s: `.path`, `.as_directory()`
     writes_checkpoints: bool = True
-
-
-def trial_config(params: dict[str, Any]) -> TrainConfig:
-    """A trial's config: its grid point, with the recipe values a search sampled (if any) applied."""
-    config = TrainConfig.from_dict(params["trial"]["config"])
-    sampled = params.get("sampled") or {}
-    return replace(config, recipe=replace(config.recipe, **sampled)) if sampled else config
 
 
 def diverged_metrics(iteration: int, error: TrainingDiverged) -> dict[str, Any]:
@@ -94,13 +88,13 @@ def run_trial(
 ) -> None:
     """Train the trial's config to its end, reporting to `session`; `extra` goes into every report (where it
     ran). `gpu_ids` are the GPUs Ray gave this process; `device` is Ray Train's choice for a worker."""
-    point = params["trial"]
-    config = trial_config(params)
+    trial = TrialParams.read(params)
+    config = trial.train_config
     try:
-        if fallback := check_gpu_usable(gpu_ids, point.get("allow_cpu_fallback", False)):
+        if fallback := check_gpu_usable(gpu_ids, trial.allow_cpu_fallback):
             device = torch.device(fallback)
-        if source := point.get("data_source"):
-            cap = point.get("data_max_bytes") or default_cap(config.dataset)
+        if source := trial.data_source:
+            cap = trial.data_max_bytes or default_cap(config.dataset)
             fetch_dataset(source, config.data_dir, cap)  # one copy per node: other trials there wait for it
         trainer = build_trainer(config, device)
     except DETERMINISTIC_ERRORS as error:  # every attempt would meet it: end once, as failed, with the reason
@@ -117,7 +111,7 @@ def run_trial(
         metrics = {**result.as_dict(), **extra, "diverged": False}
         if trainer.shard.size > 1:
             metrics["replica_spread"] = replica_spread(trainer.model, trainer.shard)  # collective: every worker
-        if point.get("layer_responses") and result.iteration == config.recipe.iterations:
+        if trial.layer_responses and result.iteration == config.recipe.iterations:
             metrics["layer_responses"] = layer_responses(trainer.model, trainer.data.test_batches())
         with tempfile.TemporaryDirectory() as checkpoint:
             if session.writes_checkpoints:
@@ -129,7 +123,7 @@ def run_trial(
         if resumed_from == config.recipe.iterations and trainer.history:
             # restored from the final checkpoint of a trial whose end the driver did not record
             final = {**trainer.history[-1].as_dict(), **extra, "diverged": False}
-            if point.get("layer_responses"):
+            if trial.layer_responses:
                 final["layer_responses"] = layer_responses(trainer.model, trainer.data.test_batches())
             session.report(final, None)
     except TrainingDiverged as error:
@@ -191,7 +185,7 @@ def train_trial(params: dict[str, Any]) -> None:
         "pid": os.getpid(),
         "gpu_ids": ",".join(map(str, ray.get_gpu_ids())),
     }
-    if trial_config(params).data_parallel > 1:
+    if TrialParams.read(params).train_config.data_parallel > 1:
         _train_data_parallel(params, extra)
     else:
         run_trial(params, _session(tune), extra, ray.get_gpu_ids())
@@ -220,19 +214,17 @@ def _train_data_parallel(params: dict[str, Any], extra: dict[str, Any]) -> None:
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    point = params["trial"]
+    trial = TrialParams.read(params)
     name = f"data_parallel-{tune.get_context().get_trial_id()}"
-    run_folder = f"{point['storage']}/{name}"
+    run_folder = f"{trial.storage}/{name}"
     _free_lost_workers(run_folder)
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"params": params, "extra": extra, "run_folder": run_folder},
-        scaling_config=ScalingConfig(
-            num_workers=trial_config(params).data_parallel, use_gpu=bool(point.get("gpus_per_worker"))
-        ),
+        scaling_config=ScalingConfig(num_workers=trial.train_config.data_parallel, use_gpu=bool(trial.gpus_per_worker)),
         run_config=RunConfig(
             name=name,
-            storage_path=point["storage"],
+            storage_path=trial.storage,
             failure_config=FailureConfig(max_failures=MAX_FAILURES),
             callbacks=[TuneReportCallback()],
         ),

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..study import Study
 from ..study.plan import trial_compute
-from ..tracking.layout import trial_label
+from ..tracking.trials import TrialParams
 from .prepare import Launch
 from .search_journal import optuna_storage
 from .trial import MAX_FAILURES
@@ -24,32 +24,33 @@ def new_tuner(trainable: Any, launch: Launch, gpus: float, callbacks: list[Any])
     from .console import ConsoleReport
 
     study, profile, trials, storage = launch.study, launch.profile, launch.trials, launch.storage_uri
-    max_concurrent, verbose = launch.options.max_concurrent_trials, launch.options.verbose
-    point = {
-        "layer_responses": study.layer_responses,
-        "storage": storage,
-        "gpus_per_worker": gpus,
-        "early_stopping": study.search is not None,  # ASHA may end a search's trials early: "stopped", not failed
-        # what a trial does on a node that lacks something: a GPU torch cannot use (train on the CPU if
-        # allow_cpu_fallback), the data folder (copy it from data_source)
-        **launch.options.for_trials(),
-    }
+    options = launch.options
     # the costliest trials first (stable: equal ones keep the study's order): on a fixed pool of workers the
     # study ends when its last trial does, and a ResNet-1202 started last would run alone at the end
     ordered = sorted(trials, key=lambda t: -trial_compute(t.config))
-    points = [{"label": t.label, "seed": t.seed, "config": t.config.to_dict(), **point} for t in ordered]
+    points = [
+        TrialParams(
+            t.label, t.seed, t.config.to_dict(), storage, gpus_per_worker=gpus,
+            early_stopping=study.search is not None,  # ASHA may end a search's trials early: "stopped", not failed
+            layer_responses=study.layer_responses, allow_cpu_fallback=options.allow_cpu_fallback,
+            data_source=options.data_source, data_max_bytes=options.data_max_bytes,
+        ).point()
+        for t in ordered
+    ]  # fmt: skip
 
     def trial_name(trial: Any) -> str:
-        return f"{trial_label(trial.config)}-seed{trial.config['trial']['seed']}"
+        return TrialParams.read(trial.config).record(trial.trial_id).run_name
 
     names = {"trial_name_creator": trial_name, "trial_dirname_creator": lambda t: f"{trial_name(t)}-{t.trial_id}"}
     if study.search is None:
         param_space = {"trial": tune.grid_search(points)}
-        tune_config = tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=REUSE_ACTORS, **names)
+        tune_config = tune.TuneConfig(
+            max_concurrent_trials=options.max_concurrent_trials, reuse_actors=REUSE_ACTORS, **names
+        )
     else:
         param_space = {"trial": points[0], "sampled": {k: tune.loguniform(*v) for k, v in study.search.space.items()}}
         iterations = trials[0].config.recipe.iterations
-        tune_config = search_config(study, profile, iterations, max_concurrent, names, launch.path)
+        tune_config = search_config(study, profile, iterations, options.max_concurrent_trials, names, launch.path)
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -60,7 +61,7 @@ def new_tuner(trainable: Any, launch: Launch, gpus: float, callbacks: list[Any])
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=[*callbacks, ConsoleReport()],
-            verbose=2 if verbose else 0,  # Ray Tune's own status table and trial dumps, behind --verbose
+            verbose=2 if options.verbose else 0,  # Ray Tune's own status table and trial dumps, behind --verbose
         ),
     )
 

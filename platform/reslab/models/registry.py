@@ -31,7 +31,6 @@ class ModelInfo:
     family: Family  # which stem and dataset the net is made for
     depth: int | None  # weighted layers; None for the any-depth constructors (take depth=)
     plain: bool  # True for nets without shortcuts
-    bottleneck: bool  # True for nets of bottleneck blocks (ResNet-50 and deeper)
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -53,7 +52,7 @@ _REGISTRY: dict[str, ModelInfo] = {}
 
 
 def register_model(
-    family: Family, *, depth: int | None = None, plain: bool = False, bottleneck: bool = False
+    family: Family, *, depth: int | None = None, plain: bool = False
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register the decorated builder under its function name."""
 
@@ -61,7 +60,7 @@ def register_model(
         name = build.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelInfo(name, build, family, depth, plain, bottleneck)
+        _REGISTRY[name] = ModelInfo(name, build, family, depth, plain)
         return build
 
     return register

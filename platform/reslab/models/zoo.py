@@ -110,19 +110,19 @@ def resnet34(*, shortcut: str = "B", num_classes: int = 1000) -> ResNet:
     return imagenet_net(34, shortcut, num_classes)
 
 
-@register_model("imagenet", depth=50, bottleneck=True)
+@register_model("imagenet", depth=50)
 def resnet50(*, shortcut: str = "B", num_classes: int = 1000) -> ResNet:
     """ResNet-50 (Table 1, Table 3): 25,557,032 parameters with option B, 3.8 G multiply-adds, 22.85 % top-1 error."""
     return imagenet_net(50, shortcut, num_classes)
 
 
-@register_model("imagenet", depth=101, bottleneck=True)
+@register_model("imagenet", depth=101)
 def resnet101(*, shortcut: str = "B", num_classes: int = 1000) -> ResNet:
     """ResNet-101 (Table 1, Table 3): 44,549,160 parameters with option B, 7.6 G multiply-adds, 21.75 % top-1 error."""
     return imagenet_net(101, shortcut, num_classes)
 
 
-@register_model("imagenet", depth=152, bottleneck=True)
+@register_model("imagenet", depth=152)
 def resnet152(*, shortcut: str = "B", num_classes: int = 1000) -> ResNet:
     """ResNet-152 (Table 1, Table 3): 60,192,808 parameters with option B, 11.3 G multiply-adds, 21.43 % top-1 error."""
     return imagenet_net(152, shortcut, num_classes)
@@ -140,19 +140,19 @@ def plain34(*, num_classes: int = 1000) -> ResNet:
     return imagenet_net(34, None, num_classes)
 
 
-@register_model("imagenet", depth=50, plain=True, bottleneck=True)
+@register_model("imagenet", depth=50, plain=True)
 def plain50(*, num_classes: int = 1000) -> ResNet:
     """Plain-50 (Table 1 without shortcuts)."""
     return imagenet_net(50, None, num_classes)
 
 
-@register_model("imagenet", depth=101, plain=True, bottleneck=True)
+@register_model("imagenet", depth=101, plain=True)
 def plain101(*, num_classes: int = 1000) -> ResNet:
     """Plain-101 (Table 1 without shortcuts)."""
     return imagenet_net(101, None, num_classes)
 
 
-@register_model("imagenet", depth=152, plain=True, bottleneck=True)
+@register_model("imagenet", depth=152, plain=True)
 def plain152(*, num_classes: int = 1000) -> ResNet:
     """Plain-152 (Table 1 without shortcuts)."""
     return imagenet_net(152, None, num_classes)

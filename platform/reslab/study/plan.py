@@ -9,14 +9,13 @@ as a third of a trained one), so it is an estimate for this machine.
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
 
 import torch
 
 from ..data import TensorData, synthetic_splits
-from ..models import complexity, create_model, get_model_info
+from ..models import get_model_info
 from ..training import TrainConfig, Trainer, pick_device
 from ..training.recipe import Recipe
 from .spec import PROFILES, SMALL_MARGIN, Study, Trial, variant_label
@@ -43,11 +42,6 @@ def input_size(config: TrainConfig) -> tuple[int, int, int]:
     return (3, 32, 32) if config.dataset == "synthetic" else get_model_info(config.model).input_size
 
 
-def _model(config: TrainConfig) -> torch.nn.Module:
-    extra = {"depth": config.depth} if config.depth is not None else {}
-    return create_model(config.model, shortcut=config.shortcut, **extra)
-
-
 def measure_images_per_second(config: TrainConfig, device: torch.device) -> float:
     """Training images/s of this config's model on `device`, from a few steps on synthetic images."""
     size = input_size(config)
@@ -55,7 +49,7 @@ def measure_images_per_second(config: TrainConfig, device: torch.device) -> floa
     images = synthetic_splits(num_train=batch_size, num_test=1, image_size=size[-1])
     data = TensorData(images, batch_size, seed=0, device=device)
     recipe = Recipe(batch_size=batch_size, iterations=1, milestones=())
-    trainer = Trainer(_model(config), data, recipe, device=device, precision=config.precision)
+    trainer = Trainer(config.model_spec.build(), data, recipe, device=device, precision=config.precision)
     trainer.train_step(*data.train_batch(0))  # untimed: allocations, kernel selection
     started = time.perf_counter()
     for step in range(PROBE_STEPS):
@@ -65,15 +59,9 @@ def measure_images_per_second(config: TrainConfig, device: torch.device) -> floa
     return PROBE_STEPS * batch_size / (time.perf_counter() - started)
 
 
-@functools.cache
-def _multiply_adds(model: str, depth: int | None, shortcut: str | None, size: tuple[int, int, int]) -> float:
-    extra = {"depth": depth} if depth is not None else {}
-    return complexity(create_model(model, shortcut=shortcut, **extra), size).multiply_adds
-
-
 def trial_compute(config: TrainConfig) -> float:
     """Multiply-adds x 3 (forward + backward) x images over the whole trial: what it costs to train."""
-    macs = _multiply_adds(config.model, config.depth, config.shortcut, input_size(config))
+    macs = config.model_spec.multiply_adds(input_size(config))
     return 3.0 * macs * config.recipe.iterations * config.recipe.batch_size
 
 
@@ -109,7 +97,7 @@ def plan(trials: list[Trial], device: str | None = None) -> list[PlannedTrial]:
             speeds[key] = measure_images_per_second(config, target)
         images = config.recipe.iterations * config.recipe.batch_size
         evaluated = eval_images(config)
-        macs = _multiply_adds(config.model, config.depth, config.shortcut, input_size(config))
+        macs = config.model_spec.multiply_adds(input_size(config))
         planned.append(
             PlannedTrial(
                 trial.label,

@@ -153,6 +153,8 @@ class Study:
         for claim in self.claims:
             found += claim.problems(map(variant_label, self.variants))
         labels = {variant_label(v) for v in self.variants}
+        if unknown := [label for label in self.paper if label not in labels]:  # a typo would drop the paper column
+            found.append(f"paper: no such variant {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(labels))}")
         for metric, by_variant in self.paper_more.items():
             if metric not in MORE_TESTS:
                 found.append(f"paper_more.{metric}: not a final test; valid: {', '.join(MORE_TESTS)}")

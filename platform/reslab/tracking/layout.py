@@ -133,12 +133,3 @@ def variant_label(variant: Mapping[str, Any]) -> str:
         if key != "seeds":
             parts.append(str(value) if key in ("model", "shortcut") else f"{key}={value}")
     return "-".join(parts) or "base"
-
-
-def trial_label(params: dict[str, Any]) -> str:
-    """A Tune trial's label from its params: the variant label, or for a search trial the values it
-    sampled (3 significant digits)."""
-    sampled = params.get("sampled") or {}
-    if sampled:
-        return variant_label({k: float(f"{v:.3g}") for k, v in sampled.items()})
-    return params["trial"]["label"]

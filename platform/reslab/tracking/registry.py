@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models import create_model, get_model_info
+from ..models import ModelSpec, get_model_info
 from ..training.checkpoint import CheckpointError, load_checkpoint
 from .layout import (
     MODEL_ARTIFACT,
@@ -61,8 +61,9 @@ class ModelNotFound(LookupError):
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """What to build before loading weights: a registered architecture and its arguments."""
+class SavedNet:
+    """What a model folder says of its net (`reslab_model.json`): the net to build before loading the weights,
+    and what it takes as input."""
 
     model: str
     shortcut: str | None
@@ -71,27 +72,31 @@ class ModelSpec:
     input_shape: tuple[int, int, int]
     normalization: str  # how inputs were normalized in training (see reslab.data.stream.Normalizer)
 
+    @property
+    def net(self) -> ModelSpec:
+        return ModelSpec(self.model, self.shortcut, self.depth)
+
     def build(self) -> nn.Module:
-        extra = {"depth": self.depth} if self.depth is not None else {}
-        return create_model(self.model, shortcut=self.shortcut, num_classes=self.num_classes, **extra)
+        return self.net.build(num_classes=self.num_classes)
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "input_shape": list(self.input_shape)}, indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> ModelSpec:
+    def from_json(cls, text: str) -> SavedNet:
         values = json.loads(text)
         return cls(**{**values, "input_shape": tuple(values["input_shape"])})
 
 
 def registered_name(config: dict[str, Any]) -> str:
-    """`<dataset>-<model>-<shortcut>` for a trial config, the shortcut resolved to the family default."""
-    info = get_model_info(config["model"])
-    base = f"{config['dataset']}-{config['model']}"
-    return base if info.plain else f"{base}-{info.shortcut_for(config.get('shortcut'))}"
+    """`<dataset>-<net>-<shortcut>` for a trial config (`<dataset>-<net>` for a plain net), the net named with
+    its depth (`ModelSpec.label`), so that every distinct net has a name, and an `@best`, of its own."""
+    net = ModelSpec(config["model"], config.get("shortcut"), config.get("depth"))
+    base = f"{config['dataset']}-{net.label}"
+    return base if net.shortcut is None else f"{base}-{net.shortcut}"
 
 
-def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec]:
+def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, SavedNet]:
     """The eval-mode net saved in a trial checkpoint (a reslab checkpoint carrying its config)."""
     state = load_checkpoint(path)
     config = state.get("config")
@@ -99,7 +104,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec]:
         raise CheckpointError(f"{path} carries no trial config; cannot tell which net it holds")
     weights = state["model"]
     info = get_model_info(config["model"])
-    spec = ModelSpec(
+    spec = SavedNet(
         model=config["model"],
         shortcut=config["shortcut"],
         depth=config.get("depth"),
@@ -112,7 +117,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec]:
     return model.eval(), spec
 
 
-def _model_arguments(model: nn.Module, spec: ModelSpec, workdir: Path) -> dict[str, Any]:
+def _model_arguments(model: nn.Module, spec: SavedNet, workdir: Path) -> dict[str, Any]:
     """What `mlflow.pytorch.save_model` / `log_model` take for a reslab net: signature, input example,
     reslab's spec as an extra file, the torch requirement, MLflow's safe (pt2) format."""
     from mlflow.models import infer_signature
@@ -139,12 +144,12 @@ def warm_model_saving() -> None:
     import mlflow.pytorch
 
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
-    spec = ModelSpec("warm-up", None, None, 2, (1, 2, 2), "none")
+    spec = SavedNet("warm-up", None, None, 2, (1, 2, 2), "none")
     with tempfile.TemporaryDirectory() as tmp, _SAVING:
         mlflow.pytorch.save_model(net, str(Path(tmp) / MODEL_ARTIFACT), **_model_arguments(net, spec, Path(tmp)))
 
 
-def log_trial_model(client: Any, run_id: str, checkpoint_path: str | Path) -> ModelSpec:
+def log_trial_model(client: Any, run_id: str, checkpoint_path: str | Path) -> SavedNet:
     """Log the net in a trial's final checkpoint as a Logged Model of its run (name `model`, the run's params,
     tag `reslab.model_id` on the run)."""
     import mlflow.pytorch
@@ -349,14 +354,14 @@ def logged_source(client: Any, version: Any) -> str:
     return client.get_logged_model(version.source.removeprefix("models:/")).artifact_location
 
 
-def _read_folder(folder: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+def _read_folder(folder: Path) -> tuple[SavedNet, dict[str, torch.Tensor]]:
     """The spec and the weights in a model folder, read without unpickling; any damage a CheckpointError."""
     extra = folder / EXTRA_FILES if (folder / EXTRA_FILES).is_dir() else folder  # where mlflow.pytorch puts them
     spec_path, program = extra / SPEC_FILE, folder / PROGRAM_FILE
     if not spec_path.is_file() or not program.is_file():
         raise CheckpointError(f"{folder} is not a reslab model folder (needs {SPEC_FILE} and {PROGRAM_FILE})")
     try:
-        spec = ModelSpec.from_json(spec_path.read_text())
+        spec = SavedNet.from_json(spec_path.read_text())
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{spec_path} is damaged ({type(error).__name__}: {error})") from error
     return spec, pt2_state_dict(program)

@@ -15,7 +15,7 @@ import torch
 
 from ..data import NORMALIZATIONS, TensorData, TrainingData, load_cifar10, synthetic_splits
 from ..distributed import Shard
-from ..models import create_model, get_model_info
+from ..models import ModelSpec, get_model_info
 from ..models.cifar import blocks_per_stage
 from ..models.shortcuts import SHORTCUT_OPTIONS
 from .loop import PRECISIONS, Trainer, pick_device
@@ -122,6 +122,11 @@ class TrainConfig:
             raise ValueError("invalid training config:" + ("\n  " if len(found) > 1 else " ") + "\n  ".join(found))
         return self
 
+    @property
+    def model_spec(self) -> ModelSpec:
+        """The net this run trains, as one value."""
+        return ModelSpec(self.model, self.shortcut, self.depth)
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "recipe": self.recipe.to_dict()}
 
@@ -179,8 +184,7 @@ def build_trainer(config: TrainConfig, device: torch.device | None = None) -> Tr
     device = device or pick_device(config.device)
     data = load_data(config, device, shard)
     torch.manual_seed(config.seed)
-    extra = {"depth": config.depth} if config.depth is not None else {}
-    model = create_model(config.model, shortcut=config.shortcut, num_classes=data.num_classes, **extra)
+    model = config.model_spec.build(num_classes=data.num_classes)
     return Trainer(
         model,
         data,
