@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, free_port
+
 SUBSET = REPO.parent / "shared" / "data" / "cifar10-subset"
 BUCKET = "reslab-results"  # the bucket the s3 fixture makes
 
@@ -63,7 +63,7 @@ def tiny_imagenet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def s3() -> Iterator[dict[str, str]]:
     """moto's S3 server on 127.0.0.1 with an empty bucket; yields the environment that points boto3
     (MLflow's artifacts), pyarrow (Ray Tune's storage) and reslab at it."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -103,12 +103,6 @@ def bucket_client(env: dict[str, str]):
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name=env["AWS_DEFAULT_REGION"],
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop_group(process: subprocess.Popen) -> None:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import stop_group
-from test_study_ray import free_port, results, wait_for, write_study
+from helpers import free_port, results, wait_for, write_study
 
 pytestmark = pytest.mark.slow
 

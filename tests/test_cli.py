@@ -236,7 +236,7 @@ print(len(commands), heavy)
 """
 
 
-def test_every_help_answers_without_loading_torch_mlflow_or_ray() -> None:
+def test_every_helpanswers_without_loading_torch_mlflow_or_ray() -> None:
     """`--help` of each command imports none of the heavy packages (an import check, not a timing)."""
     done = subprocess.run([sys.executable, "-c", HELP_PROBE], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

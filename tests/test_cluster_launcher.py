@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -46,14 +47,6 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 def sh(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, check=False, **kwargs)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def user_pids(user: str) -> list[int]:

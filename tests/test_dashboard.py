@@ -3,10 +3,8 @@ run by Streamlit's AppTest against that store, an empty store and a server that 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,10 +15,9 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
+from helpers import CHROMIUM, app_test, free_port, serve
 from reslab.dashboard import error_curve_figure, seed_bands
 from reslab.dashboard.text import markdown_text
-
-APP = REPO / "platform" / "reslab" / "dashboard" / "app.py"
 
 STUDY = """
 import sys
@@ -162,14 +159,6 @@ def test_a_store_rebuilt_by_sync_shows_the_same_study(store: str, tmp_path: Path
     assert len(client.search_runs([experiment])) == 3  # one launch and two trials, not a second launch
 
 
-def app_test(uri: str, monkeypatch: pytest.MonkeyPatch):
-    """The app run by AppTest on `uri`; the variable stays set for the test, so reruns read the same store."""
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("RESLAB_TRACKING_URI", uri)
-    return AppTest.from_file(str(APP), default_timeout=120).run()
-
-
 @pytest.mark.slow
 def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     app = app_test(store, monkeypatch)
@@ -245,54 +234,10 @@ def test_an_empty_store_gets_a_friendly_page(tmp_path: Path, monkeypatch: pytest
 
 
 def test_an_unreachable_store_is_named_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    uri = f"http://127.0.0.1:{port}"
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     app = app_test(uri, monkeypatch)
     assert not app.exception
     assert markdown_text(uri) in app.error[0].value and "unreachable" in app.error[0].value  # shown as text
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-@contextlib.contextmanager
-def serve(store: str) -> Iterator[str]:
-    """`reslab dashboard` serving `store` on 127.0.0.1: its URL once it answers."""
-    import signal
-    import time
-    import urllib.request
-
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("reslab")), "dashboard", "--tracking-uri", store, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the dashboard did not answer within 120 s"
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flaky_proxy import flaky_proxy
-from test_study_ray import free_port, run, start_mlflow_server, stop, wait_for, write_study
+from helpers import free_port, run, start_mlflow_server, stop, wait_for, write_study
 
 # MLflow's client retries each request 7 times with backoff 2 (1 + 2 + 4 ... s): the sync through the proxy
 # retries as often, sooner

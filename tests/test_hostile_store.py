@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from helpers import CHROMIUM, app_test, serve
 from reslab.tracking.layout import TRIAL_TAG, VARIANT_TAG
 from reslab.tracking.writer import MLflowWriter, TrialRecord
 from reslab.training import Recipe, TrainConfig
-from test_dashboard import CHROMIUM, app_test, serve
 
 EXPERIMENT = "evil-smoke"
 

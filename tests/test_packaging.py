@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import free_port
 from reslab.tracking import prepare_store
-from test_study_ray import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "platform", "dashboard", "studies")  # what a source distribution holds

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BUCKET, bucket_client, stop_group
-from test_study_ray import _answers, free_port, study_env, tracked_runs, wait_for, write_study
+from helpers import answers, free_port, study_env, tracked_runs, wait_for, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +118,7 @@ def test_results_live_in_postgres_and_s3_survive_a_server_restart_and_are_rebuil
     server = start_mlflow(port, postgres, env, log)
     try:
         try:
-            wait_for(lambda: _answers(check_reachable, uri), 120, "the MLflow server")
+            wait_for(lambda: answers(check_reachable, uri), 120, "the MLflow server")
         except AssertionError as timed_out:
             raise AssertionError(f"{timed_out}: {log.read_text()[-3000:]}") from None
         settings = {"model": "cifar_resnet20", "iterations": 60, "eval_every": 6, "batch_size": 16}
@@ -165,7 +165,7 @@ def test_results_live_in_postgres_and_s3_survive_a_server_restart_and_are_rebuil
         assert sql(int(postgres.split(":")[1]), "DROP DATABASE mlflow", "postgres")
         assert sql(int(postgres.split(":")[1]), "CREATE DATABASE mlflow", "postgres")
         server = start_mlflow(port, postgres, env, log)
-        wait_for(lambda: _answers(check_reachable, uri), 120, "the MLflow server on an empty database")
+        wait_for(lambda: answers(check_reachable, uri), 120, "the MLflow server on an empty database")
         assert MlflowClient(uri).get_experiment_by_name("outlive-smoke") is None
         reslab = str(BIN / "reslab")
         synced = subprocess.run(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_study_ray import write_study
+from helpers import write_study
 
 SETTINGS = {"iterations": 8, "eval_every": 4, "batch_size": 16}
 

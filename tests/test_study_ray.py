@@ -9,7 +9,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,61 +19,25 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
+from helpers import (
+    answers,
+    free_port,
+    results,
+    run,
+    start_mlflow_server,
+    stop,
+    study_env,
+    summary,
+    tracked_runs,
+    wait_for,
+    write_study,
+)
 from reslab.store.seal import SEAL_FOLDER
 from reslab.tracking.layout import METRICS
 
 ray_version, mlflow_version = version("ray"), version("mlflow")
 
 pytestmark = pytest.mark.slow
-
-STUDY_TEMPLATE = """
-import sys
-from reslab.launch import main
-from reslab.study import Study, grid
-
-STUDY = Study("{name}", "a test study", "cifar10", {variants}, settings={settings}{options})
-if __name__ == "__main__":
-    sys.exit(main(STUDY))
-"""
-
-
-def write_study(folder: Path, name: str, variants: str, settings: dict, **options: object) -> Path:
-    """A study script; `options` are more Study fields (e.g. layer_responses=True)."""
-    path = folder / f"{name}.py"
-    extra = "".join(f", {key}={value!r}" for key, value in options.items())
-    path.write_text(STUDY_TEMPLATE.format(name=name, variants=variants, settings=settings, options=extra))
-    return path
-
-
-def study_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return {**env, "PYTHONUNBUFFERED": "1", **extra}
-
-
-def run(script: Path, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run a study script in its --storage folder, so its default MLflow store (runs/mlflow.db) lands there too."""
-    cwd = args[args.index("--storage") + 1] if "--storage" in args else None
-    return subprocess.run(
-        [sys.executable, str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env or study_env(),
-        cwd=cwd,
-        check=False,
-    )
-
-
-def results(experiment: Path) -> dict[str, list[dict]]:
-    """Every trial's reported results (Tune's result.json), by trial folder name."""
-    found = {}
-    for path in sorted(experiment.glob("*/result.json")):
-        found[path.parent.name] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return found
-
-
-def summary(experiment: Path) -> pd.DataFrame:
-    return pd.read_csv(experiment / "summary.csv").set_index("variant")
 
 
 @pytest.mark.parametrize("name", ["shortcut_ablation", "plain_vs_residual"])
@@ -115,32 +78,6 @@ def test_a_diverging_trial_is_marked_and_the_study_goes_on(tmp_path: Path) -> No
     assert table.loc["lr=1000000.0", "diverged"] == 1 and table.loc["lr=1000000.0", "n"] == 0
     assert table.loc["lr=0.1", "n"] == 1 and table.loc["lr=0.1", "diverged"] == 0
     assert "diverged" in done.stdout
-
-
-def tracked_runs(uri: str, experiment: str) -> tuple[list, dict[str, list[int]]]:
-    """The experiment's launch (parent) runs, and each trial run's logged test_error steps by run name."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    parents = [r for r in runs if r.data.tags.get("reslab.launch") == "true"]
-    children = {
-        r.info.run_name: [
-            m.step for m in sorted(client.get_metric_history(r.info.run_id, "test_error"), key=lambda m: m.step)
-        ]
-        for r in runs
-        if "ray.trial_id" in r.data.tags
-    }
-    return parents, children
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 LONG = {"model": "cifar_resnet20", "iterations": 160, "eval_every": 20, "batch_size": 32}
@@ -206,12 +143,12 @@ def test_soak_three_killed_workers_lose_no_iteration_and_log_no_step_twice(cifar
     children = [r for r in runs if "ray.trial_id" in r.data.tags]
     assert len(children) == 6 and {r.info.status for r in children} == {"FINISHED"}
     every_report = {"train_error", "test_error", "train_loss", "test_loss", "lr", "images_per_second"}
-    for run in children:
-        logged = set(run.data.metrics) & set(METRICS)  # validation and top-5 errors only where measured
-        assert logged == every_report, (run.info.run_name, logged)
+    for child in children:
+        logged = set(child.data.metrics) & set(METRICS)  # validation and top-5 errors only where measured
+        assert logged == every_report, (child.info.run_name, logged)
         for metric in logged:
-            steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, metric))
-            assert steps == list(range(10, 61, 10)), (run.info.run_name, metric, steps)  # each step exactly once
+            steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, metric))
+            assert steps == list(range(10, 61, 10)), (child.info.run_name, metric, steps)  # each step exactly once
 
 
 def test_a_killed_driver_is_restored_and_finished_trials_are_not_rerun(tmp_path: Path) -> None:
@@ -264,12 +201,6 @@ def test_a_killed_driver_is_restored_and_finished_trials_are_not_rerun(tmp_path:
     assert len(children) == 3  # exactly one MLflow run per trial across both launches
     for child, history in children.items():
         assert history == [20, 40, 60, 80, 100, 120, 140, 160], child  # every step exactly once
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def alive_nodes(address: str, env: dict[str, str]) -> int:
@@ -498,34 +429,6 @@ def test_a_data_parallel_trial_trains_on_two_gloo_workers_and_resumes_when_kille
     assert children["lr=0.1-seed0"] == list(range(20, 101, 20))  # one run, each step once, across the retry
 
 
-def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
-    """A real `mlflow server` on 127.0.0.1 with its store in `folder`, in its own process group."""
-    return subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'server.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def stop(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
-
-
 def test_a_real_mlflow_server_receives_the_study(tmp_path: Path) -> None:
     port = free_port()
     server = start_mlflow_server(tmp_path, port)
@@ -533,7 +436,7 @@ def test_a_real_mlflow_server_receives_the_study(tmp_path: Path) -> None:
     try:
         from reslab.tracking import check_reachable
 
-        wait_for(lambda: _answers(check_reachable, uri), 120, "the MLflow server to answer")
+        wait_for(lambda: answers(check_reachable, uri), 120, "the MLflow server to answer")
         settings = {"model": "cifar_resnet20", "iterations": 24, "eval_every": 12, "batch_size": 32}
         script = write_study(tmp_path, "served", "grid(lr=[0.1, 0.05])", settings)
         done = run(script, "--storage", str(tmp_path), "--tracking-uri", uri)
@@ -555,14 +458,6 @@ def test_a_real_mlflow_server_receives_the_study(tmp_path: Path) -> None:
         assert run0.info.status == "FINISHED" and 0 <= run0.data.metrics["test_error"] <= 1
     finally:
         stop(server)
-
-
-def _answers(check, uri: str) -> bool:
-    try:
-        check(uri, timeout=2)
-    except ConnectionError:
-        return False
-    return True
 
 
 def test_a_study_registers_its_best_nets_and_a_pulled_net_predicts_as_trained(
@@ -670,7 +565,7 @@ def test_a_server_lost_mid_study_loses_no_result(tmp_path: Path) -> None:
     uri = f"http://127.0.0.1:{port}"
     server = start_mlflow_server(tmp_path, port)
     try:
-        wait_for(lambda: _answers(check_reachable, uri), 120, "the MLflow server to answer")
+        wait_for(lambda: answers(check_reachable, uri), 120, "the MLflow server to answer")
         settings = {"model": "cifar_resnet20", "iterations": 120, "eval_every": 6, "batch_size": 16}
         script = write_study(tmp_path, "lost", "grid(lr=[0.1, 0.05])", settings)
         study = subprocess.Popen(
@@ -698,7 +593,7 @@ def test_a_server_lost_mid_study_loses_no_result(tmp_path: Path) -> None:
         assert all(len(steps) < 20 for steps in partial.values())  # the server really missed reports
 
         server = start_mlflow_server(tmp_path, port)
-        wait_for(lambda: _answers(check_reachable, uri), 120, "the MLflow server to answer again")
+        wait_for(lambda: answers(check_reachable, uri), 120, "the MLflow server to answer again")
         reslab = str(Path(sys.executable).with_name("reslab"))
         synced = subprocess.run(
             [reslab, "tracking", "sync", str(tmp_path / "lost-smoke"), "--tracking-uri", uri],

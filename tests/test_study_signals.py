@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_study_ray import write_study
+from helpers import write_study
 
 SETTINGS = {"iterations": 400, "eval_every": 20, "batch_size": 16}
 

@@ -253,13 +253,12 @@ def test_a_search_selects_on_a_validation_split_never_on_the_test_set(tmp_path: 
 
 
 def test_an_unreachable_tracking_server_fails_the_launch_before_any_trial(tmp_path) -> None:
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    from helpers import free_port
+
+    port = free_port()  # closed again: nothing listens there
     done = subprocess.run(
         [
             sys.executable,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_study_ray import free_port
+from helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 NODE = REPO / "cluster" / "node.sh"

@@ -155,8 +155,8 @@ class StateSeal(Callback):
             if changed:
                 seal_files(self.experiment_path, changed)
                 self._sealed.update(changed)
-        except OSError as error:  # storage full or read-only: the last complete seal stays; the run reports
-            log.warning("state not sealed: %s: %s", type(error).__name__, error)
+        except OSError as error:  # storage full or read-only: the last complete seal stays; the study's one
+            log.debug("state not sealed: %s: %s", type(error).__name__, error)  # message says what to do
 
     def __getstate__(self) -> dict:
         return {"experiment_path": self.experiment_path}

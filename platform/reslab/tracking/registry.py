@@ -251,8 +251,14 @@ def _version_of(client: Any, name: str, run: Any) -> Any | None:
         (v for v in client.search_model_versions(f"name = {filter_literal(name)}") if v.run_id == run.info.run_id),
         key=lambda v: int(v.version),
     )
+    from mlflow.exceptions import MlflowException
+
     for extra in found[1:]:
-        client.delete_model_version(name, extra.version)
+        try:
+            client.delete_model_version(name, extra.version)
+        except MlflowException as error:  # deleted by a first request whose answer was lost, then retried
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
     return found[0] if found else None
 
 
