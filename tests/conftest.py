@@ -24,7 +24,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run the slow end-to-end tests (CI does)")
 
 
+TIERS = {"end_to_end": "e2e", "cluster": "cluster"}  # folders whose tests are a tier of their own (`-m e2e`)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier (by folder; `browser` for those that drive Chromium), then skip the slow
+    ones unless --run-slow."""
+    for item in items:
+        if (tier := TIERS.get(item.path.parent.name)) is not None:
+            item.add_marker(tier)
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker("browser")
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow end-to-end test: run with --run-slow")

@@ -79,8 +79,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 def native_cpu_bf16() -> str | None:
     """The CPU feature that computes bf16 natively (AMX tiles, AVX512-BF16), or None. oneDNN runs bf16 on any
     AVX-512 CPU, but by emulation there: `torch.ops.mkldnn._is_mkldnn_bf16_supported()` says yes, and training
-    runs about 2x slower than fp32 (reslab bench on a Xeon without either feature: 0.53x/0.44x/0.66x the
-    reference in bf16, 1.24x/1.29x in fp32)."""
+    runs about 2x slower than fp32 (figures: docs/benchmarks.md)."""
     if torch.cpu._is_amx_tile_supported():
         return "AMX"
     if torch.cpu._is_avx512_bf16_supported():
@@ -94,8 +93,7 @@ def precision_choice(precision: str, device: torch.device) -> tuple[torch.dtype 
     "auto" takes bf16 where it trains faster than fp32 with the same accuracy (and, unlike fp16, needs no loss
     scaling): every CUDA GPU reslab targets, and CPUs with AMX, whose tile units multiply bf16 matrices. A CPU
     with AVX512-BF16 but no AMX computes bf16 dot products natively, yet oneDNN's bf16 training is slower
-    there than fp32 (reslab bench on a Xeon with AVX512-BF16, no AMX: ResNet-20/56/110 at 0.69x/0.78x/0.95x
-    the fp32 speed), and on CPUs with neither it is emulated, about 2x slower: fp32 on both.
+    there than fp32, and on CPUs with neither it is emulated: fp32 on both (figures: docs/benchmarks.md).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")

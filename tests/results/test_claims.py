@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from reslab.results.claims import judge, untestable_reason, verdict_table, verdicts_markdown, welch_interval
 from reslab.results.summary import TrialOutcome, paper_table, summarize
 from reslab.study import Claim, Study, falls_with, grid
 
-STUDIES = Path(__file__).parents[1] / "studies"
+STUDIES = REPO / "studies"
 DEGRADATION = Claim(
     "plain34-worse", "plain-34 trains worse", "Fig. 4", "train_error", lower="plain18", higher="plain34"
 )

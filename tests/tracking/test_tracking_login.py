@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from helpers import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 NODE = REPO / "cluster" / "node.sh"
 
 

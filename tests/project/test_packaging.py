@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from helpers import free_port
 from reslab.tracking import prepare_store
 
-REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "platform", "dashboard", "studies")  # what a source distribution holds
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from reslab.bench import format_results, run_benchmark
 
 
@@ -175,7 +176,7 @@ def test_a_study_refuses_bad_input_before_ray_starts(bad: list[str], tmp_path: P
     """A real study process: one message, exit 2, and Ray never started (it announces itself when it does)."""
     (tmp_path / "file").write_text("not a folder\n")
     argv = [arg.format(file=tmp_path / "file") for arg in bad]
-    study = Path(__file__).resolve().parents[1] / "studies" / "plain_vs_residual.py"
+    study = REPO / "studies" / "plain_vs_residual.py"
     done = subprocess.run(
         [sys.executable, str(study), "--storage", str(tmp_path / "runs"), *argv],
         capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,

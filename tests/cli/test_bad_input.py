@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from reslab import cli
 
-STUDY = Path(__file__).resolve().parents[1] / "studies" / "plain_vs_residual.py"
+STUDY = REPO / "studies" / "plain_vs_residual.py"
 
 # (command, arguments, words of the message that name the fix); {names} are the inputs the fixture makes
 CASES = [

@@ -16,7 +16,6 @@ from reslab.data import DatasetNotFoundError, check_data_dir
 from reslab.data.archive import UnsafeArchive, default_cap, extract_tar
 from reslab.data.fetch import fetch_dataset
 
-REPO = Path(__file__).resolve().parents[1]
 CAP = 10_000_000
 
 
