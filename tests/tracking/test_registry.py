@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reslab.models import create_model
+from reslab.models import ModelSpec, create_model
 from reslab.tracking import load_model as load
 from reslab.tracking.layout import MODEL_ID_TAG, MODEL_TAG, STATUS_TAG
 from reslab.tracking.registry import (
@@ -124,7 +124,7 @@ def test_loading_never_executes_pickled_code(tmp_path: Path) -> None:
     """A folder offering its weights as a pickle (the format torch.save writes) is not a model reslab loads."""
     folder = tmp_path / "model"
     folder.mkdir()
-    spec = SavedNet("cifar_resnet20", "A", None, 10, (3, 32, 32), "pixel_mean")
+    spec = SavedNet(ModelSpec("cifar_resnet20", "A"), 10, (3, 32, 32), "pixel_mean")
     (folder / SPEC_FILE).write_text(spec.to_json())
     marker = tmp_path / "code-ran"
     torch.save({"conv1.weight": _Payload(marker)}, folder / "reslab_weights.pt")
@@ -341,7 +341,7 @@ def test_pull_never_deletes_checks_the_digest_and_damaged_files_are_checkpoint_e
     spec_path = swapped / "extra_files" / SPEC_FILE
     spec = json.loads(spec_path.read_text())
     (swapped / PULL_FILE).unlink()
-    spec_path.write_text(json.dumps({**spec, "model": "cifar_resnet56"}))
+    spec_path.write_text(json.dumps({**spec, "net": {**spec["net"], "model": "cifar_resnet56"}}))
     with pytest.raises(CheckpointError, match=f"the weights in {swapped} do not fit its cifar_resnet56"):
         load(swapped)
     spec_path.write_text("{not json")

@@ -65,33 +65,28 @@ class SavedNet:
     """What a model folder says of its net (`reslab_model.json`): the net to build before loading the weights,
     and what it takes as input."""
 
-    model: str
-    shortcut: str | None
-    depth: int | None
+    net: ModelSpec
     num_classes: int
     input_shape: tuple[int, int, int]
     normalization: str  # how inputs were normalized in training (see reslab.data.stream.Normalizer)
-
-    @property
-    def net(self) -> ModelSpec:
-        return ModelSpec(self.model, self.shortcut, self.depth)
 
     def build(self) -> nn.Module:
         return self.net.build(num_classes=self.num_classes)
 
     def to_json(self) -> str:
-        return json.dumps({**self.__dict__, "input_shape": list(self.input_shape)}, indent=2)
+        values = {**self.__dict__, "net": self.net.to_dict(), "input_shape": list(self.input_shape)}
+        return json.dumps(values, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> SavedNet:
         values = json.loads(text)
-        return cls(**{**values, "input_shape": tuple(values["input_shape"])})
+        return cls(**{**values, "net": ModelSpec(**values["net"]), "input_shape": tuple(values["input_shape"])})
 
 
 def registered_name(config: dict[str, Any]) -> str:
     """`<dataset>-<net>-<shortcut>` for a trial config (`<dataset>-<net>` for a plain net), the net named with
     its depth (`ModelSpec.label`), so that every distinct net has a name, and an `@best`, of its own."""
-    net = ModelSpec(config["model"], config.get("shortcut"), config.get("depth"))
+    net = ModelSpec.of(config)
     base = f"{config['dataset']}-{net.label}"
     return base if net.shortcut is None else f"{base}-{net.shortcut}"
 
@@ -105,9 +100,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, SavedNet]:
     weights = state["model"]
     info = get_model_info(config["model"])
     spec = SavedNet(
-        model=config["model"],
-        shortcut=config["shortcut"],
-        depth=config.get("depth"),
+        net=ModelSpec.of(config),
         num_classes=int(weights["fc.weight"].shape[0]),
         input_shape=tuple(info.input_size),
         normalization=config.get("normalization", "pixel_mean"),
@@ -144,7 +137,7 @@ def warm_model_saving() -> None:
     import mlflow.pytorch
 
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
-    spec = SavedNet("warm-up", None, None, 2, (1, 2, 2), "none")
+    spec = SavedNet(ModelSpec("warm-up"), 2, (1, 2, 2), "none")
     with tempfile.TemporaryDirectory() as tmp, _SAVING:
         mlflow.pytorch.save_model(net, str(Path(tmp) / MODEL_ARTIFACT), **_model_arguments(net, spec, Path(tmp)))
 
@@ -161,7 +154,7 @@ def log_trial_model(client: Any, run_id: str, checkpoint_path: str | Path) -> Sa
         name=MODEL_ARTIFACT,
         source_run_id=run_id,
         params=dict(run.data.params),
-        tags={MODEL_TAG: spec.model},
+        tags={MODEL_TAG: spec.net.model},
     )
     with tempfile.TemporaryDirectory() as tmp, _SAVING, _store_of(client):
         mlflow.pytorch.log_model(
@@ -174,7 +167,7 @@ def log_trial_model(client: Any, run_id: str, checkpoint_path: str | Path) -> Sa
         )
     client.set_tag(run_id, WEIGHTS_TAG, weights_sha256(model.state_dict()))
     client.set_tag(run_id, MODEL_ID_TAG, logged.model_id)
-    client.set_tag(run_id, MODEL_TAG, spec.model)
+    client.set_tag(run_id, MODEL_TAG, spec.net.model)
     return spec
 
 
@@ -392,7 +385,7 @@ def load_folder(folder: str | Path) -> nn.Module:
         model.load_state_dict(weights)
     except (KeyError, ValueError, TypeError, RuntimeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"the weights in {folder} do not fit its {spec.model} ({first})") from error
+        raise CheckpointError(f"the weights in {folder} do not fit its {spec.net.label} ({first})") from error
     return model.eval()
 
 

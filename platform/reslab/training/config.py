@@ -125,7 +125,7 @@ class TrainConfig:
     @property
     def model_spec(self) -> ModelSpec:
         """The net this run trains, as one value."""
-        return ModelSpec(self.model, self.shortcut, self.depth)
+        return ModelSpec.of(self.__dict__)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "recipe": self.recipe.to_dict()}
