@@ -8,6 +8,8 @@ ray submit cluster/gpu.yaml studies/imagenet_depth.py -- --profile paper --data-
 import sys
 
 from reslab.launch import main
+from reslab.models import ModelSpec
+from reslab.models.paper import TEST_ERROR
 from reslab.study import Study, falls_with, grid
 
 STUDY = Study(
@@ -16,14 +18,9 @@ STUDY = Study(
     dataset="imagenet",
     variants=grid(model=["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]),
     settings={"ten_crop": True, "multiscale": True},
-    # Table 3 (top-1, 10-crop); ResNet-18 from Table 2, where it has option A (the paper gives no 18-layer B)
-    paper={"resnet18": 27.88, "resnet34": 24.52, "resnet50": 22.85, "resnet101": 21.75, "resnet152": 21.43},
-    # top-5 of Table 3, and Table 4 (single model, multi-scale), which has no 18-layer row
-    paper_more={
-        "test_error_10crop_top5": {"resnet34": 7.46, "resnet50": 6.71, "resnet101": 6.05, "resnet152": 5.71},
-        "test_error_multiscale": {"resnet34": 21.84, "resnet50": 20.74, "resnet101": 19.87, "resnet152": 19.38},
-        "test_error_multiscale_top5": {"resnet34": 5.71, "resnet50": 5.25, "resnet101": 4.60, "resnet152": 4.49},
-    },
+    # the paper's numbers (Table 3 top-1 and top-5, Table 4) come from reslab.models.paper; the paper gives no
+    # 18-layer net with option B, so ResNet-18's is Table 2's, which has option A
+    paper={"resnet18": TEST_ERROR[ModelSpec("resnet18", "A")]},
     claims=falls_with(
         "imagenet-deeper-is-better",
         "Deeper ResNets are more accurate (no degradation up to 152 layers)",

@@ -17,7 +17,6 @@ STUDY = Study(
     dataset="cifar10",
     variants=grid(model=["cifar_plain20", "cifar_plain56", "cifar_resnet20", "cifar_resnet56", "cifar_resnet110"]),
     layer_responses=True,
-    paper={"cifar_resnet20": 8.75, "cifar_resnet56": 6.97, "cifar_resnet110": 6.61},
     claims=(
         *(
             Claim(

@@ -1,6 +1,7 @@
 """One thin builder per row of the paper's tables, each registered under its function name.
 
-Docstrings give the row and the numbers a correct build must match (checked by the golden tests).
+Docstrings give the row and the sizes a correct build must match (checked by the golden tests); the paper's
+errors for each net are in `paper.py`.
 A new architecture is one more function here, decorated with `@register_model`.
 """
 
@@ -27,37 +28,37 @@ def cifar_plain(depth: int, *, num_classes: int = 10) -> ResNet:
 
 @register_model("cifar", depth=20)
 def cifar_resnet20(*, shortcut: str = "A", num_classes: int = 10) -> ResNet:
-    """ResNet-20 (Table 6): 0.27M parameters, 8.75 % test error on CIFAR-10."""
+    """ResNet-20 (Table 6): 0.27M parameters."""
     return _cifar_resnet(20, shortcut=shortcut, num_classes=num_classes)
 
 
 @register_model("cifar", depth=32)
 def cifar_resnet32(*, shortcut: str = "A", num_classes: int = 10) -> ResNet:
-    """ResNet-32 (Table 6): 0.46M parameters, 7.51 % test error on CIFAR-10."""
+    """ResNet-32 (Table 6): 0.46M parameters."""
     return _cifar_resnet(32, shortcut=shortcut, num_classes=num_classes)
 
 
 @register_model("cifar", depth=44)
 def cifar_resnet44(*, shortcut: str = "A", num_classes: int = 10) -> ResNet:
-    """ResNet-44 (Table 6): 0.66M parameters, 7.17 % test error on CIFAR-10."""
+    """ResNet-44 (Table 6): 0.66M parameters."""
     return _cifar_resnet(44, shortcut=shortcut, num_classes=num_classes)
 
 
 @register_model("cifar", depth=56)
 def cifar_resnet56(*, shortcut: str = "A", num_classes: int = 10) -> ResNet:
-    """ResNet-56 (Table 6): 0.85M parameters, 6.97 % test error on CIFAR-10."""
+    """ResNet-56 (Table 6): 0.85M parameters."""
     return _cifar_resnet(56, shortcut=shortcut, num_classes=num_classes)
 
 
 @register_model("cifar", depth=110)
 def cifar_resnet110(*, shortcut: str = "A", num_classes: int = 10) -> ResNet:
-    """ResNet-110 (Table 6): 1.7M parameters, 6.43 (best of 5; 6.61 ± 0.16) % test error on CIFAR-10."""
+    """ResNet-110 (Table 6): 1.7M parameters."""
     return _cifar_resnet(110, shortcut=shortcut, num_classes=num_classes)
 
 
 @register_model("cifar", depth=1202)
 def cifar_resnet1202(*, shortcut: str = "A", num_classes: int = 10) -> ResNet:
-    """ResNet-1202 (Table 6): 19.4M parameters, 7.93 % test error on CIFAR-10."""
+    """ResNet-1202 (Table 6): 19.4M parameters."""
     return _cifar_resnet(1202, shortcut=shortcut, num_classes=num_classes)
 
 
@@ -99,44 +100,43 @@ def cifar_plain1202(*, num_classes: int = 10) -> ResNet:
 
 @register_model("imagenet", depth=18)
 def resnet18(*, shortcut: str = "B", num_classes: int = 1000) -> ResNet:
-    """ResNet-18 (Table 1, Table 3): 11,689,512 parameters with option B, 1.8 G multiply-adds, 27.88 % top-1 error."""
+    """ResNet-18 (Table 1, Table 3): 11,689,512 parameters with option B, 1.8 G multiply-adds."""
     return imagenet_net(18, shortcut, num_classes)
 
 
 @register_model("imagenet", depth=34)
 def resnet34(*, shortcut: str = "B", num_classes: int = 1000) -> ResNet:
-    """ResNet-34 (Table 1, Table 3): 21,797,672 parameters with option B, 3.6 G multiply-adds;
-    top-1 error 25.03 % (A), 24.52 % (B), 24.19 % (C)."""
+    """ResNet-34 (Table 1, Table 3): 21,797,672 parameters with option B, 3.6 G multiply-adds."""
     return imagenet_net(34, shortcut, num_classes)
 
 
 @register_model("imagenet", depth=50)
 def resnet50(*, shortcut: str = "B", num_classes: int = 1000) -> ResNet:
-    """ResNet-50 (Table 1, Table 3): 25,557,032 parameters with option B, 3.8 G multiply-adds, 22.85 % top-1 error."""
+    """ResNet-50 (Table 1, Table 3): 25,557,032 parameters with option B, 3.8 G multiply-adds."""
     return imagenet_net(50, shortcut, num_classes)
 
 
 @register_model("imagenet", depth=101)
 def resnet101(*, shortcut: str = "B", num_classes: int = 1000) -> ResNet:
-    """ResNet-101 (Table 1, Table 3): 44,549,160 parameters with option B, 7.6 G multiply-adds, 21.75 % top-1 error."""
+    """ResNet-101 (Table 1, Table 3): 44,549,160 parameters with option B, 7.6 G multiply-adds."""
     return imagenet_net(101, shortcut, num_classes)
 
 
 @register_model("imagenet", depth=152)
 def resnet152(*, shortcut: str = "B", num_classes: int = 1000) -> ResNet:
-    """ResNet-152 (Table 1, Table 3): 60,192,808 parameters with option B, 11.3 G multiply-adds, 21.43 % top-1 error."""
+    """ResNet-152 (Table 1, Table 3): 60,192,808 parameters with option B, 11.3 G multiply-adds."""
     return imagenet_net(152, shortcut, num_classes)
 
 
 @register_model("imagenet", depth=18, plain=True)
 def plain18(*, num_classes: int = 1000) -> ResNet:
-    """Plain-18 (Table 1 without shortcuts), 27.94 % top-1 error (Table 2)."""
+    """Plain-18 (Table 1 without shortcuts; Table 2)."""
     return imagenet_net(18, None, num_classes)
 
 
 @register_model("imagenet", depth=34, plain=True)
 def plain34(*, num_classes: int = 1000) -> ResNet:
-    """Plain-34 (Table 1 without shortcuts), 28.54 % top-1 error (Table 2)."""
+    """Plain-34 (Table 1 without shortcuts; Table 2)."""
     return imagenet_net(34, None, num_classes)
 
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ..models import ModelSpec
+from ..models.paper import MORE_TEST_ERROR, TEST_ERROR
 from ..results.claims import Claim
 from ..results.summary import MORE_TESTS
 from ..tracking.layout import name_problem, variant_label
@@ -114,14 +116,32 @@ class Study:
     variants: tuple[Mapping[str, Any], ...]  # each overrides the settings; keys: TrainConfig or Recipe fields
     seeds: tuple[int, ...] = (0,)  # every variant runs once per seed
     settings: Mapping[str, Any] = field(default_factory=dict)  # applied to every variant first
-    paper: Mapping[str, float] = field(default_factory=dict)  # the paper's test error (%) by variant label
+    # the paper's test error (%) by variant label: `models.paper`'s number for each variant's net, and these
+    # on top (a number the paper gives for another net, or for a variant whose net it does not name)
+    paper: Mapping[str, float] = field(default_factory=dict)
     # the paper's numbers for its other final tests, by metric then variant (top-5 of Table 3, Table 4's
-    # multi-scale top-1 and top-5): see summary.MORE_TESTS
+    # multi-scale top-1 and top-5: see summary.MORE_TESTS), from `models.paper` and these on top
     paper_more: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     metric: str = "test_error"  # what "best" means (lower is better); a search selects on "validation_error"
     layer_responses: bool = False  # also measure Fig. 7's per-layer response std at the end of each trial
     search: Search | None = None  # sample the recipe instead of crossing a grid (one base variant)
     claims: tuple[Claim, ...] = ()  # the paper's comparative claims this study checks (see results/claims.py)
+
+    def __post_init__(self) -> None:
+        """The paper's numbers for the study's nets, as `models.paper` has them, under the given ones (not for a
+        search: its recipe is not the paper's)."""
+        if self.search is not None:
+            return
+        nets = {variant_label(v): _net({**self.settings, **v}) for v in self.variants}
+        paper = {label: TEST_ERROR[net] for label, net in nets.items() if net in TEST_ERROR}
+        object.__setattr__(self, "paper", {**paper, **self.paper})
+        more = {
+            metric: {label: by_net[net] for label, net in nets.items() if net in by_net}
+            for metric, by_net in MORE_TEST_ERROR.items()
+        }
+        given = {metric: dict(by_variant) for metric, by_variant in self.paper_more.items()}
+        merged = {m: {**more.get(m, {}), **given.get(m, {})} for m in {*more, *given}}
+        object.__setattr__(self, "paper_more", {m: by for m, by in sorted(merged.items()) if by})
 
     def problems(self, profile: str = "smoke", data_dir: str | None = None) -> list[str]:
         """Every problem with the study, by path, without building anything."""
@@ -234,3 +254,13 @@ class Study:
         values.setdefault("eval_every", profile.eval_every)
         dataset = self.dataset if data_dir or not profile.synthetic_without_data else "synthetic"
         return TrainConfig(recipe=recipe, dataset=dataset, data_dir=data_dir, seed=seed, **values)
+
+
+def _net(values: Mapping[str, Any]) -> ModelSpec | None:
+    """The net a variant's values name, or None when they name no net reslab registers (problems() says so)."""
+    try:
+        net = ModelSpec.of(values)
+        net.info  # noqa: B018  (an unknown name raises)
+    except (ValueError, TypeError):
+        return None
+    return net
