@@ -276,6 +276,10 @@ def test_fig7s_layers_are_the_bns_that_take_a_3x3_output_and_a_pre_activation_ne
         response_layers(nn.Sequential(_Block(True), _Block(True)), images)
     with pytest.raises(ValueError, match="2 of its 4"):
         layer_responses(nn.Sequential(_Block(True), _Block(True)), [(images, None)])
+    # a data-parallel trial's net has SyncBatchNorm, which is no BatchNorm2d: its layers are found all the same
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(create_model("cifar_resnet20")).eval()
+    assert len(response_layers(synced, torch.zeros(1, 3, 32, 32))) == 19
+    assert layer_responses(create_model("cifar_resnet20"), []) == []  # no test images (a worker's empty share)
 
 
 def test_data_parallel_needs_a_batch_the_workers_can_split() -> None:

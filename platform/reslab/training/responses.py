@@ -23,7 +23,7 @@ class _ResponseTracer:
         self.model = model
         self.convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
         self.latest: torch.Tensor | None = None  # the newest 3x3 convolution's output
-        self.found: list[nn.BatchNorm2d] = []  # in the order the forward pass reaches them
+        self.found: list[nn.Module] = []  # in the order the forward pass reaches them
         self.totals: list[torch.Tensor] = []  # per found layer: count, sum, sum of squares
 
     def _after_conv(self, _module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
@@ -43,7 +43,8 @@ class _ResponseTracer:
             )
 
     def __enter__(self) -> _ResponseTracer:
-        norms = [m for m in self.model.modules() if isinstance(m, nn.BatchNorm2d)]
+        # BatchNorm2d, and SyncBatchNorm in a data-parallel trial (not a BatchNorm2d: both derive from _BatchNorm)
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.handles = [c.register_forward_hook(self._after_conv) for c in self.convs]
         self.handles += [n.register_forward_pre_hook(self._before_bn) for n in norms]
         self.handles += [n.register_forward_hook(self._after_bn) for n in norms]
@@ -71,7 +72,7 @@ class _ResponseTracer:
 
 
 @torch.no_grad()
-def response_layers(model: nn.Module, images: torch.Tensor) -> list[nn.BatchNorm2d]:
+def response_layers(model: nn.Module, images: torch.Tensor) -> list[nn.Module]:
     """The BN layer taking each 3x3 convolution's output, in the order a forward pass of `images` runs them."""
     with _ResponseTracer(model) as tracer:
         tracer.run(images[:1])
@@ -85,8 +86,8 @@ def layer_responses(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
     with _ResponseTracer(model) as tracer:
         for images, _labels in batches:
             tracer.run(images)
-    tracer.check()
-    if not tracer.totals:
+    if tracer.latest is None:  # nothing to measure on: a data-parallel worker's share of the test set may be empty
         return []
+    tracer.check()
     count, total, squares = torch.stack(tracer.totals).unbind(1)
     return (squares / count - (total / count).square()).clamp_min(0).sqrt().tolist()
