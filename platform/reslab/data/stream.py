@@ -55,6 +55,14 @@ class Normalizer:
         return (images.float() / 255.0 - self.mean) / self.std
 
 
+def to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host-drawn values moved to `device` without waiting for it: to a GPU through pinned memory
+    asynchronously (a plain copy from pageable memory would make the host wait for the GPU every step)."""
+    if device.type != "cuda":
+        return values.to(device)
+    return values.pin_memory().to(device, non_blocking=True)
+
+
 def crop_and_flip(images: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
     """The paper's augmentation on a whole batch: zero-pad `padding` pixels on each side, take a
     random crop of the original size and flip half of the crops horizontally.
@@ -64,8 +72,8 @@ def crop_and_flip(images: torch.Tensor, generator: torch.Generator, padding: int
     """
     n, channels, height, width = images.shape
     padded = F.pad(images, (padding, padding, padding, padding))
-    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator).to(images.device)
-    flips = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+    offsets = to_device(torch.randint(0, 2 * padding + 1, (2, n), generator=generator), images.device)
+    flips = to_device(torch.rand(n, generator=generator) < 0.5, images.device)
     rows = offsets[0, :, None] + torch.arange(height, device=images.device)
     steps = torch.arange(width, device=images.device)
     cols = offsets[1, :, None] + torch.where(flips[:, None], width - 1 - steps, steps)
@@ -124,7 +132,7 @@ class TensorData:
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             order = torch.randperm(len(self.labels), generator=_seeded(self.seed, 0, epoch))
-            self._epoch, self._order = epoch, order.to(self.images.device)
+            self._epoch, self._order = epoch, to_device(order, self.images.device)
         return self._order
 
     def train_batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,7 +34,7 @@ DATASETS: dict[str, tuple[str, ...]] = {
 # setting or number of DDP workers) trains the same nets. Kept out of a study's grid fingerprint and of the
 # MLflow params that compare runs (the run records them in a tag instead).
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")  # what reslab trains on; torch knows more, none tested
-RUNTIME_FIELDS = ("data_dir", "download", "device", "precision", "workers", "data_parallel")
+RUNTIME_FIELDS = ("data_dir", "download", "device", "precision", "workers", "data_parallel", "cuda_graph")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class TrainConfig:
     ten_crop: bool = False  # ImageNet: also test on 10 crops at the end (the paper's tables); curves stay centre-crop
     multiscale: bool = False  # ImageNet: also the fully-convolutional multi-scale test at the end (Table 4)
     data_parallel: int = 1  # workers (GPUs) training this run together with DDP; batch_size is their total
+    cuda_graph: bool = True  # on CUDA, replay each step's forward and backward as one captured graph (faster)
 
     def __post_init__(self) -> None:
         """Spell out the family's default shortcut, so that the config (its params, its fingerprint) says which
@@ -112,6 +113,8 @@ class TrainConfig:
             found.append(f"seed: must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
         if self.eval_every is not None and self.eval_every < 1:
             found.append(f"eval_every: must be a positive integer, got {self.eval_every!r}")
+        if not isinstance(self.cuda_graph, bool):
+            found.append(f"cuda_graph: must be true or false, got {self.cuda_graph!r}")
         if self.device is not None and not DEVICE_PATTERN.fullmatch(self.device):
             found.append(f"device: unknown device {self.device!r}; valid: cpu, cuda, cuda:N (or none: CUDA if any)")
         return found + self.recipe.problems()
@@ -194,4 +197,5 @@ def build_trainer(config: TrainConfig, device: torch.device | None = None) -> Tr
         precision=config.precision,
         shard=shard,
         top5=config.dataset == "imagenet" and data.num_classes > 5,  # ImageNet's tables give top-1 and top-5
+        cuda_graph=config.cuda_graph,
     )

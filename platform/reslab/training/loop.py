@@ -24,6 +24,7 @@ from ..data.stream import TrainingData
 from ..distributed import Shard
 from .checkpoint import load_checkpoint, save_checkpoint
 from .cuda import cuda_problem
+from .graphs import GraphedStep
 from .recipe import Recipe
 
 # what `Trainer.run` hands a step callback: iteration, the batch's summed loss and error count (on the
@@ -142,6 +143,7 @@ class Trainer:
         precision: str = "auto",
         shard: Shard | None = None,
         top5: bool = False,
+        cuda_graph: bool = True,
     ) -> None:
         self.recipe = recipe.validate()
         self.top5 = top5  # also measure top-5 error (ImageNet; needs more than 5 classes)
@@ -156,8 +158,17 @@ class Trainer:
         self.stepper = self.model if self.shard.size == 1 else self._ddp(self.model)
         self.data = data
         self.eval_every = eval_every or max(1, recipe.iterations // 10)
+        # on CUDA: the step's forward and backward replayed as one graph (a single worker; DDP's hooks are not
+        # captured) and the optimizer's update as one fused kernel; both are what the eager step computes
+        self.cuda_graph = cuda_graph and self.device.type == "cuda" and self.shard.size == 1
+        self._graph: GraphedStep | None = None
+        self.fused = self.device.type == "cuda"
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+            self.model.parameters(),
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            fused=self.fused or None,
         )
         self.iteration = 0
         self.warming_up = recipe.warmup_lr is not None
@@ -182,6 +193,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images = images.contiguous(memory_format=self.memory_format)
+        if self.cuda_graph:
+            return self._graphed_step(images, labels)
         with self._autocast():
             logits = self.stepper(images)
             loss = F.cross_entropy(logits, labels)
@@ -191,6 +204,19 @@ class Trainer:
         if self.top5:
             self._top5_misses += top5_misses(logits.detach(), labels)
         return loss.detach().float() * len(labels), (logits.argmax(1) != labels).sum()
+
+    def _graphed_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`train_step` through the captured graph (captured at the first step, after any resume, since the
+        graph holds the addresses of the parameters, their gradients and the BN statistics)."""
+        if self._graph is None or not self._graph.matches(images, labels):
+            self._graph = GraphedStep(
+                self.model, images, labels, self.autocast_dtype, top5_misses if self.top5 else None
+            )
+        loss, errors, misses = self._graph(images, labels)
+        self.optimizer.step()  # the gradients are the graph's, rewritten by every replay: never zeroed
+        if misses is not None:
+            self._top5_misses += misses
+        return loss, errors
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> Evaluation:
@@ -311,6 +337,8 @@ class Trainer:
             raise ValueError(f"checkpoint was made with recipe {state['recipe']}, not {self.recipe.to_dict()}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # a checkpoint from another device keeps this one's kernel
+            group["fused"] = self.fused or None
         self.iteration = state["iteration"]
         self.warming_up = state["warming_up"]
         self.warmup_errors = deque(state["warmup_errors"], maxlen=WARMUP_WINDOW)
