@@ -343,9 +343,10 @@ class Trainer:
         self.warming_up = state["warming_up"]
         self.warmup_errors = deque(state["warmup_errors"], maxlen=WARMUP_WINDOW)
         self.history = [Report(**r) for r in state["history"]]
-        torch.set_rng_state(state["rng"]["torch"])
+        # Generator states are host byte tensors; `resume` maps the whole checkpoint to the device.
+        torch.set_rng_state(state["rng"]["torch"].cpu())
         if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
 
     def save(self, path: str | Path, **extra: Any) -> Path:
         """Write an atomic checkpoint of this run (plus any `extra` plain values, e.g. the config)."""
