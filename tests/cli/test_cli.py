@@ -250,3 +250,23 @@ def test_version() -> None:
 
     done = subprocess.run([sys.executable, "-m", "reslab.cli", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == f"reslab {__version__}"
+
+
+def test_no_cuda_graph_reaches_a_train_run_and_every_trial_of_a_study() -> None:
+    """The switch off for CUDA graphs, from both commands: a runtime field, so the study's grid is unchanged."""
+    from reslab.cli import build_parser
+    from reslab.commands.train import _train_config
+    from reslab.launch.cli import build_parser as study_parser
+    from reslab.launch.cli import flagged_study
+    from reslab.studies.shortcut_ablation import STUDIES
+    from reslab.study.identity import grid_fingerprint
+
+    args = build_parser().parse_args(["train", "--model", "cifar_resnet20", "--no-cuda-graph"])
+    assert _train_config(args).cuda_graph is False
+    assert _train_config(build_parser().parse_args(["train", "--model", "cifar_resnet20"])).cuda_graph is True
+    studies = {
+        flag: flagged_study(STUDIES, study_parser(*STUDIES).parse_args(flag)) for flag in [(), ("--no-cuda-graph",)]
+    }
+    eager, graphed = studies[("--no-cuda-graph",)].trials("smoke"), studies[()].trials("smoke")
+    assert {t.config.cuda_graph for t in eager} == {False} and {t.config.cuda_graph for t in graphed} == {True}
+    assert grid_fingerprint(eager, studies[()], "smoke") == grid_fingerprint(graphed, studies[()], "smoke")

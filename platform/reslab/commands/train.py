@@ -38,6 +38,12 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto: bf16 autocast where the hardware has native bf16, else fp32",
     )
+    p.add_argument(
+        "--no-cuda-graph",
+        dest="cuda_graph",
+        action="store_false",
+        help="on CUDA, run each step eagerly instead of replaying it as a captured graph",
+    )
     p.add_argument("--out", type=Path, help="run folder: config.json, metrics.jsonl, checkpoint.pt")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--json", action="store_true", help="print the final result as one JSON line on stdout")
@@ -67,6 +73,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         validation_fraction=0.1 if args.validation else None,
         device=args.device,
         precision=args.precision,
+        cuda_graph=args.cuda_graph,
     )
 
 

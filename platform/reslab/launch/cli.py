@@ -89,6 +89,12 @@ def build_parser(*studies: Study, prog: str | None = None) -> argparse.ArgumentP
         metavar="N",
         help="train each trial on N Ray Train workers (one GPU, or CPU, each) with DDP",
     )
+    parser.add_argument(
+        "--no-cuda-graph",
+        dest="cuda_graph",
+        action="store_false",
+        help="on CUDA, run each step eagerly instead of replaying it as a captured graph (4x faster on ResNet-20)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the trials and a compute/time estimate only")
     parser.add_argument(
         "--verbose", action="store_true", help="Ray Tune's own status tables and the trial workers' output too"
@@ -147,12 +153,19 @@ def main(*studies: Study, argv: list[str] | None = None, prog: str | None = None
         ray_shutdown()
 
 
+def flagged_study(studies: tuple[Study, ...], args: argparse.Namespace) -> Study:
+    """The study `--dataset` picks, with the flags that set how its trials run (runtime fields: the trials
+    keep their identities, so a restore with other flags continues the same experiment)."""
+    study = next(s for s in studies if s.dataset == getattr(args, "dataset", studies[0].dataset))
+    runtime = {"data_parallel": args.data_parallel, "cuda_graph": False if not args.cuda_graph else None}
+    runtime = {k: v for k, v in runtime.items() if v is not None}
+    return replace(study, settings={**study.settings, **runtime}) if runtime else study
+
+
 def _main(studies: tuple[Study, ...], args: argparse.Namespace) -> int:
     from .run import run_study  # Ray, only once a study runs: `--dry-run` and a study file's import need none
 
-    study = next(s for s in studies if s.dataset == getattr(args, "dataset", studies[0].dataset))
-    if args.data_parallel is not None:
-        study = replace(study, settings={**study.settings, "data_parallel": args.data_parallel})
+    study = flagged_study(studies, args)
     try:
         study.validate(args.profile, args.data_dir)
         if args.data_source and not args.data_dir:

@@ -4,7 +4,8 @@ A CIFAR ResNet's step is hundreds of small kernels: launched one by one from Pyt
 launches (ResNet-20 at batch 128 computes for well under a millisecond a step). Replaying a captured graph
 launches them all at once. The optimizer step stays eager (one fused kernel on CUDA), so the learning rate
 stays an ordinary float and the optimizer's state and checkpoints are untouched. The replay runs the same
-kernels on the same values as the eager step, so a graphed run is the eager run (figures: docs/speed.md).
+kernels on the same values as the eager step, so a graphed run is the eager run (figures: docs/benchmarks.md,
+"On a GPU").
 """
 
 from __future__ import annotations
