@@ -41,12 +41,12 @@ STUDY = Study(
         ),
         Claim(
             "resnet1202-still-trains",
-            "The 1202-layer net's training error is similar to the 110-layer net's (margin ours: 1 point)",
+            "The 1202-layer net's training error is similar to the 110-layer net's (margin ours: 0.2 points)",
             "Table 6 / Fig. 6 (right)",
             "train_error_late",
             lower="cifar_resnet110",
             higher="cifar_resnet1202",
-            within=1.0,
+            within=0.2,  # both train to well under 1 %: a wider margin would hold whatever the nets did
             kind="similar",
         ),
     ),

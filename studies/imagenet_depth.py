@@ -8,8 +8,6 @@ ray submit cluster/gpu.yaml studies/imagenet_depth.py -- --profile paper --data-
 import sys
 
 from reslab.launch import main
-from reslab.models import ModelSpec
-from reslab.models.paper import TEST_ERROR
 from reslab.study import Study, falls_with, grid
 
 STUDY = Study(
@@ -19,14 +17,14 @@ STUDY = Study(
     variants=grid(model=["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]),
     settings={"ten_crop": True, "multiscale": True},
     # the paper's numbers (Table 3 top-1 and top-5, Table 4) come from reslab.models.paper; the paper gives no
-    # 18-layer net with option B, so ResNet-18's is Table 2's, which has option A
-    paper={"resnet18": TEST_ERROR[ModelSpec("resnet18", "A")]},
+    # 18-layer net with option B (Table 2's ResNet-18 has option A), so ResNet-18 has none beside it
     claims=falls_with(
         "imagenet-deeper-is-better",
         "Deeper ResNets are more accurate (no degradation up to 152 layers)",
         "Table 3",
         "test_error_10crop",
         ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"],
+        margin=1.0,  # ours, for 18 -> 34, where the paper has no B number for ResNet-18; the others take its gaps
     ),
 )
 

@@ -26,6 +26,26 @@ CIFAR = Study(
             "Fig. 6 (left)",
             "train_error_late",
             ["cifar_plain110", "cifar_plain56", "cifar_plain44", "cifar_plain32", "cifar_plain20"],
+            margin=1.0,  # ours: Fig. 6 (left) shows gaps of a few points between neighbours
+        ),
+        Claim(
+            "plain110-fails-to-train",
+            "Plain-110 has a training error above 60 %",
+            "Fig. 6 (left), text",
+            "train_error_late",
+            kind="above",
+            higher="cifar_plain110",
+            value=60.0,
+            margin=5.0,  # ours: the paper gives no number, only "above 60 %"
+        ),
+        Claim(
+            "plain56-tests-worse-than-plain20",
+            "Plain-56 has higher test error than plain-20 (the degradation shows in test error too)",
+            "Fig. 1 / Fig. 6 (left)",
+            "test_error",
+            lower="cifar_plain20",
+            higher="cifar_plain56",
+            margin=1.0,  # ours: the paper gives no number for plain nets on CIFAR
         ),
         # Fig. 6 middle / Table 6: residual nets gain from depth
         *falls_with(
@@ -42,6 +62,7 @@ CIFAR = Study(
             "train_error_late",
             lower="cifar_resnet56",
             higher="cifar_plain56",
+            margin=2.0,  # ours: Fig. 6 shows several points
         ),
         Claim(
             "resnet110-trains-better-than-plain110",
@@ -50,6 +71,7 @@ CIFAR = Study(
             "train_error_late",
             lower="cifar_resnet110",
             higher="cifar_plain110",
+            margin=10.0,  # ours: plain-110 is above 60 %, ResNet-110 trains to a few %
         ),
         Claim(
             "resnet56-tests-better-than-plain56",
@@ -58,6 +80,7 @@ CIFAR = Study(
             "test_error",
             lower="cifar_resnet56",
             higher="cifar_plain56",
+            margin=1.0,  # ours: the paper gives no number for plain-56 on CIFAR
         ),
     ),
 )
@@ -75,9 +98,11 @@ IMAGENET = Study(
             "plain34-trains-worse-than-plain18",
             "Plain-34 has higher training error than plain-18 throughout training (degradation)",
             "Fig. 4 (left)",
-            "train_error_late",
+            "train_error",
             lower="plain18",
             higher="plain34",
+            from_fraction=0.1,  # "throughout": every evaluation after the first tenth (both start at chance)
+            margin=1.0,  # ours: Fig. 4 shows a gap of a few points
         ),
         Claim(
             "plain34-tests-worse-than-plain18",
@@ -88,12 +113,43 @@ IMAGENET = Study(
             higher="plain34",
         ),
         Claim(
+            "resnet18-as-accurate-as-plain18",
+            "ResNet-18 is comparably accurate to plain-18 (margin ours: 0.5 points)",
+            "Table 2 / Sec. 4.1",
+            "test_error_10crop",
+            lower="resnet18-A",
+            higher="plain18",
+            within=0.5,
+            kind="similar",
+        ),
+        Claim(
+            "resnet18-converges-faster-than-plain18",
+            "ResNet-18 converges faster than plain-18: lower training error at the early stage",
+            "Sec. 4.1 / Fig. 4",
+            "train_error",
+            lower="resnet18-A",
+            higher="plain18",
+            from_fraction=0.05,
+            until_fraction=0.25,  # ours: "the early stage", before the first lr drop
+            margin=1.0,
+        ),
+        Claim(
             "resnet34-trains-better-than-resnet18",
             "ResNet-34 has lower training error than ResNet-18",
             "Fig. 4 (right)",
             "train_error_late",
             lower="resnet34-A",
             higher="resnet18-A",
+            margin=1.0,  # ours: Fig. 4 (right) shows about a point or more
+        ),
+        Claim(
+            "resnet34-trains-better-than-plain34",
+            "ResNet-34 has much lower training error than plain-34",
+            "Fig. 4",
+            "train_error_late",
+            lower="resnet34-A",
+            higher="plain34",
+            margin=2.0,  # ours: "considerably lower"
         ),
         Claim(
             "resnet34-tests-better-than-resnet18",

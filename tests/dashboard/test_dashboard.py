@@ -174,8 +174,11 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
         "Studies", "Error curves", "Tables", "Verdicts", "Layer responses", "Search", "Models", "Scorecard"
     ]  # fmt: skip
     verdicts, card = app.dataframe[3].value, app.dataframe[-1].value  # the Verdicts and Scorecard views
-    assert list(verdicts["verdict"]) == ["not tested"] and "smoke profile is too short" in verdicts["reason"][0]
-    assert list(card["claim"]) == ["resnet20-beats-plain20"] and list(card["study"]) == ["dash-smoke"]
+    assert list(verdicts["verdict"]) == ["not tested (the smoke profile is too short to test the paper's claims)"]
+    assert list(verdicts["evidence"]) == ["none"] and list(card["evidence"]) == ["none"]  # the evidence level
+    assert list(card["claim"]) == ["ResNet-20 has lower test error than plain-20"] and list(card["study"]) == [
+        "dash-smoke"
+    ]
     charts = app.get("plotly_chart")
     assert len(charts) == 2  # the error curves and Fig. 7
     assert "by layer index" in charts[1].proto.spec
@@ -190,11 +193,12 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
     assert "cifar_resnet20 test" not in app.get("plotly_chart")[0].proto.spec
 
 
-def test_the_scorecard_keeps_each_claims_latest_tested_verdict(tmp_path: Path) -> None:
-    """Two launches record verdicts through the study's writer into a real store: a quick run's verdict is
-    not hidden by a later smoke run's "not tested"; a claim only the smoke run has stays "not tested"."""
+def test_the_scorecard_keeps_each_claims_strongest_evidence_then_the_newest(tmp_path: Path) -> None:
+    """Three launches record verdicts through the study's writer into a real store: a paper-length verdict
+    is not hidden by a later quick run's indicative result, nor that by a later smoke run's "not tested"; a
+    claim only the smoke run has stays "not tested"; the tally counts verdicts only, reslab's own apart."""
     from reslab.dashboard import scorecard, scorecard_markdown, study_verdicts
-    from reslab.results.claims import VERDICT_COLUMNS
+    from reslab.results.verdicts import VERDICT_COLUMNS
     from reslab.tracking.writer import MLflowWriter
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -206,19 +210,33 @@ def test_the_scorecard_keeps_each_claims_latest_tested_verdict(tmp_path: Path) -
         writer.end_launch()
 
     holds = {"claim": "deeper", "statement": "Deeper is better", "source": "Table 6", "verdict": "holds",
-             "effect": 1.2, "ci_low": 0.4, "ci_high": 2.0, "n_lower": 3, "n_higher": 3}  # fmt: skip
-    launch("quick", [holds])
-    untested = {"verdict": "not tested", "effect": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_lower": 1,
-                "n_higher": 1, "reason": "the smoke profile is too short to test the paper's claims"}  # fmt: skip
+             "evidence": "verdict", "effect": 1.2, "ci_low": 0.4, "ci_high": 2.0, "adj_low": 0.1, "adj_high": 2.3,
+             "n_lower": 3, "n_higher": 3, "transferred": False}  # fmt: skip
+    transferred = {**holds, "claim": "b-beats-a-cifar", "statement": "B beats A on CIFAR", "source": "Table 3",
+                   "verdict": "inconclusive", "transferred": True}  # fmt: skip
+    launch("paper", [holds, transferred])
+    indicative = {"verdict": "indicative", "evidence": "indicative", "leans": "fails", "effect": -0.5,
+                  "adj_low": math.nan, "adj_high": math.nan, "reason": "trained 3.12 % of the schedule"}  # fmt: skip
+    launch("quick", [{**holds, **indicative}])
+    untested = {"verdict": "not tested", "evidence": "none", "effect": math.nan, "ci_low": math.nan,
+                "ci_high": math.nan, "adj_low": math.nan, "adj_high": math.nan, "n_lower": 1, "n_higher": 1,
+                "reason": "the smoke profile is too short to test the paper's claims"}  # fmt: skip
     launch("smoke", [{**holds, **untested}, {**holds, **untested, "claim": "overfits", "statement": "1202 overfits"}])
     card = scorecard(uri).set_index("claim")
-    assert card.loc["deeper", "verdict"] == "holds" and card.loc["deeper", "profile"] == "quick"
+    assert card.loc["deeper", "verdict"] == "holds" and card.loc["deeper", "profile"] == "paper"
     assert card.loc["deeper", "n"] == "3/3" and card.loc["deeper", "effect"] == pytest.approx(1.2)
     assert card.loc["overfits", "verdict"] == "not tested" and card.loc["overfits", "profile"] == "smoke"
     assert list(study_verdicts(uri, "depth-cifar10")["verdict"]) == ["not tested", "not tested"]  # the latest launch
     text = scorecard_markdown(scorecard(uri))
-    assert "| Deeper is better | Table 6 | holds | +1.20 | [+0.40, +2.00] | 3/3 | depth-cifar10 | quick |" in text
-    assert "1 of 1 tested claims hold; 1 not tested yet." in text
+    assert (
+        "| Deeper is better | Table 6 | holds | +1.20 | [+0.40, +2.00] | [+0.10, +2.30] | 3/3 | depth-cifar10 | paper |"
+        in text
+    )
+    assert "| B beats A on CIFAR (reslab's claim) | Table 3 | inconclusive |" in text
+    assert (
+        "The paper's claims: 1 of 1 verdicts hold (0 fail, 0 inconclusive); 0 only indicative; 1 not tested; "
+        "reslab's own (transferred) claims: 0 of 1 verdicts hold (0 fail, 1 inconclusive)" in text
+    )
     printed = subprocess.run(
         [str(Path(sys.executable).with_name("reslab")), "scorecard", "--tracking-uri", uri],
         capture_output=True, text=True, timeout=120, check=True,
@@ -276,7 +294,7 @@ def test_the_dashboard_renders_in_headless_chromium(dashboard: str, chromium: An
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
     page.get_by_role("tab", name="Scorecard").click()
     page.get_by_text("What has been reproduced").wait_for(timeout=30_000)
-    assert "0 of 0 tested claims hold; 1 not tested yet" in page.inner_text("body")
+    assert "0 of 0 verdicts hold (0 fail, 0 inconclusive); 0 only indicative; 1 not tested" in page.inner_text("body")
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 from reslab.launch.resources import gpu_fraction, trial_resources
 from reslab.results.summary import TrialOutcome, summarize, to_markdown
-from reslab.study import PROFILES, Study, grid, variant_label
+from reslab.study import PROFILES, Claim, Study, grid, variant_label
 from reslab.study.plan import format_plan, plan
 
 STUDY_FILES = [
@@ -173,23 +173,50 @@ def test_the_summary_sets_the_paper_beside_the_ten_crop_test_where_one_ran() -> 
     assert "10-crop" not in to_markdown(cifar, "t") and cifar.loc[0, "difference"] == pytest.approx(20 - 8.75)
 
 
-def test_the_paper_profile_runs_three_seeds_where_a_claimed_margin_is_under_half_a_point() -> None:
-    """Table 6 decides 44 vs 56 layers by 0.20 points and 56 vs 110 by 0.36: on the paper profile those
-    variants run 3 seeds (ResNet-110 keeps its declared 5), the dry run says why, the smoke and quick profiles
-    keep the declared seeds; the summary gives the best of several seeds, as the paper does for ResNet-110."""
+def test_the_paper_profile_sizes_each_variants_seeds_by_power_on_its_claims_metric() -> None:
+    """Table 6 decides 44 vs 56 layers by 0.20 points and 56 vs 110 by 0.36: with sigma 0.16 (Table 6) and
+    5 % split over the study's claims, 80 % power needs 18 and 7 seeds per arm; ResNet-20 vs -32 (1.24 points)
+    3. A claim on training error is sized on its own margin, not the test-error gap; the cap cuts the
+    1202 claim and says so; the smoke and quick profiles keep the declared seeds; the dry run names the claim
+    behind each count. The summary gives the best of several seeds, as the paper does for ResNet-110."""
     from reslab.study.plan import seeds_note
 
     study = runpy.run_path(str(REPO / "studies" / "cifar_depth.py"))["STUDY"]
-    needed = study.seeds_needed()
-    assert needed["cifar_resnet44"] == (3, pytest.approx(0.20)) and needed["cifar_resnet110"][1] == pytest.approx(0.36)
-    assert "cifar_resnet20" not in needed  # 20 vs 32: 1.24 points, one seed decides it
-    per_variant = {label: [t.seed for t in study.trials("paper", "x") if t.label == label] for label in needed}
-    assert per_variant["cifar_resnet44"] == [0, 1, 2] and per_variant["cifar_resnet110"] == [0, 1, 2, 3, 4]
+    needs = study.seeds_needed(20)
+    assert needs["cifar_resnet44"].seeds == 18 and needs["cifar_resnet44"].margin == pytest.approx(0.20)
+    assert needs["cifar_resnet20"].seeds == 3 and needs["cifar_resnet20"].power >= 0.8
+    similar = needs["cifar_resnet1202"]  # sized by its 0.2-point bound on training error, capped at 20
+    assert similar.claim == "resnet1202-still-trains" and similar.seeds == 20 and similar.capped
+    per_variant = {label: [t.seed for t in study.trials("paper", "x") if t.label == label] for label in needs}
+    assert per_variant["cifar_resnet44"] == list(range(18)) and per_variant["cifar_resnet1202"] == list(range(20))
     assert [t.seed for t in study.trials("quick", "x") if t.label == "cifar_resnet44"] == [0]
-    assert "cifar_resnet44 (3 seeds; margin 0.20)" in seeds_note(study, "paper") and not seeds_note(study, "quick")
+    note = seeds_note(study, "paper")
+    assert "cifar_resnet44: 18 seeds for cifar-deeper-is-better-cifar_resnet44-cifar_resnet56 (margin 0.20" in note
+    assert "capped: 75 % power" in note and not seeds_note(study, "quick")
     outcomes = [TrialOutcome("r110", seed, 100, 0.1, error, "finished") for seed, error in enumerate([0.07, 0.0643])]
     table = summarize(outcomes, {"r110": 6.61}, order=["r110"])
     assert table.loc[0, "test_error_best"] == pytest.approx(6.43) and "| best % |" in to_markdown(table, "t")
+
+
+def test_seeds_follow_the_power_calculation_and_a_studys_own_spread() -> None:
+    """seeds_for_power against the textbook normal approximation n = 2 (z_a/2 + z_b)^2 (sigma / margin)^2 (the
+    t correction adds a seed or two); a study's own seeds replace the prior once each arm has three."""
+    from scipy import stats
+
+    from reslab.results.stats import seeds_for_power
+    from reslab.study.power import spread
+
+    for margin, sigma, alpha in [(0.5, 0.16, 0.05), (0.3, 0.16, 0.05), (0.2, 0.16, 0.01)]:
+        z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(0.8)
+        normal = 2 * (z * sigma / margin) ** 2
+        seeds, power = seeds_for_power(margin, sigma, alpha)
+        assert normal <= seeds <= normal + 3 and power >= 0.8
+    claim = Claim("c", "c", "t", "test_error", lower="a", higher="b")
+    assert spread(claim, "cifar10") == (0.16, "Table 6: ResNet-110, 6.61 ± 0.16 over 5 runs")
+    own = [TrialOutcome(label, seed, 100, 0.1, e / 100, "finished") for label, errors in
+           (("a", [7.0, 7.2, 7.4]), ("b", [8.0, 8.2, 8.4])) for seed, e in enumerate(errors)]  # fmt: skip
+    sigma, source = spread(claim, "cifar10", own)
+    assert sigma == pytest.approx(0.2) and source == "this study's seeds (3, 3 per arm)"
 
 
 def test_summary_averages_finished_seeds_and_keeps_diverged_out() -> None:
@@ -292,3 +319,27 @@ def test_a_cluster_config_says_how_many_workers_the_cluster_may_have(tmp_path: P
     assert autoscaling_workers(str(tmp_path / "none.yaml")) == 0 and autoscaling_gpus(str(tmp_path / "none.yaml")) == 0
     assert is_local_path("runs") and is_local_path("/nfs/x") and is_local_path("sqlite:////a/b.db")
     assert not is_local_path("s3://bucket/x") and not is_local_path("http://127.0.0.1:5000")
+
+
+def test_the_dry_run_plans_every_search_sample_and_prints_each_variants_recipe() -> None:
+    """lr_search's quick profile runs 16 samples: the plan has 16 trials, not its one base trial; the recipe
+    lines give lr, weight decay, momentum, schedule, warm-up, augmentation, normalisation and evaluation, the
+    search's ranges where it samples; an ImageNet config records the per-channel normalisation it uses."""
+    from reslab.study.plan import planned_trials, recipe_lines
+    from reslab.training import TrainConfig
+
+    search = runpy.run_path(str(REPO / "studies" / "lr_search.py"))["STUDY"]
+    assert len(planned_trials(search, "quick", "/data")) == 16 and len(search.trials("quick", "/data")) == 1
+    lines = recipe_lines(search, "quick", "/data")
+    assert "lr searched in [0.01, 1] (log-uniform), weight decay searched in [1e-05, 0.001]" in lines
+    assert "2000 iterations, lr x0.1 at 1000, 1500; warm-up none;" in lines
+    assert "per-pixel mean subtracted; evaluation every 200 iterations, centre view; 10 % of the training" in lines
+    depth = runpy.run_path(str(REPO / "studies" / "cifar_depth.py"))["STUDY"]
+    assert "cifar_resnet110: lr 0.1, weight decay 0.0001 (every weight), momentum 0.9, batch 128, 64000 " \
+           "iterations, lr x0.1 at 32000, 48000; warm-up lr 0.01 until training error < 80 %" in recipe_lines(
+               depth, "paper", "/data")  # fmt: skip
+    imagenet = runpy.run_path(str(REPO / "studies" / "imagenet_depth.py"))["STUDY"]
+    assert "per-channel mean and std; evaluation every 1000 iterations, centre view; 10-crop at the end; " \
+           "multi-scale at the end" in recipe_lines(imagenet, "paper", "/data")  # fmt: skip
+    assert TrainConfig("resnet18", dataset="imagenet").normalization == "channel"
+    assert TrainConfig("cifar_resnet20").normalization == "pixel_mean"

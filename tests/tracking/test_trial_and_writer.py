@@ -238,7 +238,7 @@ def test_the_sync_records_each_trials_end_as_the_study_does_and_twice_changes_no
             "interrupted": (grid, [report(2)]),  # the driver died: no word from Tune
         },
     )
-    verdict = "claim,verdict,effect\nresnet-beats-plain,holds (1 seed),1.5\n"
+    verdict = "claim,verdict,effect\nresnet-beats-plain,indicative,1.5\n"
     (folder / "verdicts.csv").write_text(verdict)  # what the study wrote beside its trials at its end
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     first = sync_experiment(folder, uri, finished={"done": True, "crashed": False})
@@ -267,7 +267,7 @@ def test_the_sync_records_each_trials_end_as_the_study_does_and_twice_changes_no
     assert interrupted.info.status == "KILLED" and not client.list_artifacts(interrupted.info.run_id)  # no net yet
     from reslab.dashboard import study_verdicts
 
-    assert list(study_verdicts(uri, "sync-smoke")["verdict"]) == ["holds (1 seed)"]  # the rebuilt launch has them
+    assert list(study_verdicts(uri, "sync-smoke")["verdict"]) == ["indicative"]  # the rebuilt launch has them
     again = sync_experiment(folder, uri)
     assert (again.runs_created, again.steps_logged, again.runs_closed) == (0, 0, 0)
 
@@ -315,8 +315,9 @@ def test_a_config_spells_out_the_familys_default_shortcut_and_none_means_plain()
 
 
 def test_the_summary_gives_verdicts_from_tunes_results_and_names_trials_that_never_started(tmp_path: Path) -> None:
-    """`_summarize` on Ray Tune's own Result objects: two seeds per side on the quick profile give a Welch
-    verdict from the last quarter of training; a trial an interrupted study never started is named, not a crash."""
+    """`_summarize` on Ray Tune's own Result objects: two seeds per side of the paper's schedule on all of
+    CIFAR-10 give a Welch verdict from the last quarter of training; the same trials on the quick profile only
+    an indicative result with its reason; a trial an interrupted study never started is named, not a crash."""
     import io
 
     import pandas as pd
@@ -330,34 +331,42 @@ def test_the_summary_gives_verdicts_from_tunes_results_and_names_trials_that_nev
                   "cifar_plain32")  # fmt: skip
     study = Study("verdicts", "t", "cifar10", grid(model=["cifar_plain20", "cifar_plain32"]), seeds=(0, 1),
                   claims=(claim,))  # fmt: skip
-    trials = study.trials("quick", "/data")
-    planned = trials[0].config.recipe.iterations
-    launch = Launch(study, "quick", trials, None, "sqlite:///unused.db", str(tmp_path), RunOptions())
+    late = {("cifar_plain20", 0): 0.10, ("cifar_plain20", 1): 0.11, ("cifar_plain32", 0): 0.20,
+            ("cifar_plain32", 1): 0.21}  # fmt: skip
 
-    def result(trial, late_error: float) -> Result:
-        steps = [planned // 2, planned * 3 // 4, planned]
-        history = pd.DataFrame({"iteration": steps, "train_error": [0.9, late_error, late_error],
-                                "test_error": [0.9, 0.5, 0.5]})  # fmt: skip
-        params = {"trial": TrialParams(trial.label, trial.seed, trial.config.to_dict(), str(tmp_path)).point()}
-        metrics = {"config": params, "iteration": planned, "train_error": late_error, "test_error": 0.5}
-        return Result(metrics=metrics, checkpoint=None, error=None, path=str(tmp_path), metrics_dataframe=history)
+    def launched(profile: str) -> tuple[Launch, list[Result], int]:
+        """The launch of `profile` and the results Tune would hand back for its trials."""
+        trials = study.trials(profile, "/data")
+        planned = trials[0].config.recipe.iterations
+        launch = Launch(study, profile, trials, None, "sqlite:///unused.db", str(tmp_path), RunOptions())
 
-    late = {
-        ("cifar_plain20", 0): 0.10,
-        ("cifar_plain20", 1): 0.11,
-        ("cifar_plain32", 0): 0.20,
-        ("cifar_plain32", 1): 0.21,
-    }
-    results = [result(t, late[(t.label, t.seed)]) for t in trials]
+        def result(trial, late_error: float) -> Result:
+            steps = [planned // 2, planned * 3 // 4, planned]
+            history = pd.DataFrame({"iteration": steps, "train_error": [0.9, late_error, late_error],
+                                    "test_error": [0.9, 0.5, 0.5]})  # fmt: skip
+            params = {"trial": TrialParams(trial.label, trial.seed, trial.config.to_dict(), str(tmp_path)).point()}
+            metrics = {"config": params, "iteration": planned, "train_error": late_error, "test_error": 0.5,
+                       "train_images": 50_000}  # fmt: skip
+            return Result(metrics=metrics, checkpoint=None, error=None, path=str(tmp_path), metrics_dataframe=history)
+
+        return launch, [result(t, late[(t.label, t.seed)]) for t in trials], planned
+
+    launch, results, planned = launched("paper")
     never = Result(metrics={}, checkpoint=None, error=None, path=str(tmp_path))
-    out = io.StringIO()
-    run = _summarize(launch, [*results, never], out)
+    run = _summarize(launch, [*results, never], io.StringIO())
     [verdict] = run.verdicts.to_dict("records")
     assert verdict["verdict"] == "holds" and verdict["effect"] == pytest.approx(10.0)
     assert (verdict["n_lower"], verdict["n_higher"]) == (2, 2) and 0 < verdict["ci_low"] < 10 < verdict["ci_high"]
-    written = (tmp_path / "verdicts-quick" / "summary.md").read_text()
+    assert verdict["evidence"] == "verdict" and verdict["schedule"] == 1.0 and verdict["train_images"] == 50_000
+    written = (tmp_path / "verdicts-paper" / "summary.md").read_text()
     assert "| plain-32 trains worse | Fig. 6 | holds | +10.00 |" in written
     assert "The study was interrupted: of 5 trials, 1 never started." in written and run.interrupted
+    launch, results, planned = launched("quick")
+    [quick] = _summarize(launch, results, io.StringIO()).verdicts.to_dict("records")
+    assert quick["verdict"] == "indicative" and quick["leans"] == "holds"
+    assert quick["reason"] == "trained 3.12 % of the paper's schedule" and quick["schedule"] == pytest.approx(
+        2000 / 64000
+    )
     assert (tmp_path / "verdicts-quick" / "verdicts.csv").is_file()
 
     # Ctrl-C half-way through the last trial: it is interrupted (resumable), not failed, and no verdict uses it

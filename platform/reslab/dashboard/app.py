@@ -30,16 +30,16 @@ from reslab.dashboard import (
     trial_runs,
 )
 from reslab.dashboard.report import study_report
-from reslab.dashboard.scorecard import tally
+from reslab.dashboard.scorecard import tally, verdict_view
 from reslab.dashboard.text import markdown_text
 from reslab.results.summary import FINAL_TESTS, paper_table
 from reslab.tracking import TrackingUnavailable, prepare_store, resolve_tracking_uri
 
 REFRESH_S = 10  # cached queries expire this fast, so a running study's views follow it
-VERDICT_VIEW = ["statement", "source", "verdict", "effect", "ci_low", "ci_high", "n_lower", "n_higher", "reason"]
 VERDICT_NOTE = (
-    "effect: mean of the side the paper says is higher minus the other (errors in points); interval: 95 % "
-    "Welch t over seeds; one seed on a side gives a single-seed verdict; a smoke or synthetic run is not tested"
+    "effect: positive in the claim's direction (errors in points); interval: 95 % Welch t over seeds; adjusted: "
+    "at the level Holm's step-down tested the claim (familywise 5 %). A verdict needs the paper's full schedule, "
+    "the full training set and 2+ seeds per arm; anything less is indicative and never counted"
 )
 
 st.set_page_config(page_title="reslab", layout="wide")
@@ -161,7 +161,7 @@ def draw_views() -> None:
             st.info("No verdicts: this study declares no claims of the paper, or has not ended yet.")
         else:
             st.subheader("The paper's claims, checked")
-            st.dataframe(claims[VERDICT_VIEW], hide_index=True, width="stretch")
+            st.dataframe(verdict_view(claims), hide_index=True, width="stretch")
             st.caption(VERDICT_NOTE)
 
     with responses_tab:
@@ -197,7 +197,8 @@ def draw_views() -> None:
         else:
             st.subheader("What has been reproduced")
             st.caption(tally(table))
-            st.dataframe(table, hide_index=True, width="stretch")
+            view = verdict_view(table).assign(study=table["study"], profile=table["profile"])
+            st.dataframe(view, hide_index=True, width="stretch")
             st.caption(VERDICT_NOTE)
 
 

@@ -17,8 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .. import __version__
-from ..results.claims import INTERVAL
 from ..results.summary import paper_table
+from ..results.verdicts import INTERVAL
 from .figures import error_curve_figure, layer_response_figure, search_figure
 from .queries import (
     error_curves,
@@ -30,7 +30,7 @@ from .queries import (
     trial_counts,
     trial_runs,
 )
-from .scorecard import study_verdicts
+from .scorecard import study_verdicts, verdict_view
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
@@ -97,12 +97,12 @@ def study_report(uri: str, experiment: str, *, generated: datetime | None = None
     )
     verdicts = study_verdicts(uri, experiment)
     if not verdicts.empty:
-        view = verdicts[["statement", "source", "verdict", "effect", "ci_low", "ci_high", "n_lower", "n_higher"]]
+        view = verdict_view(verdicts)
         sections.append(
             _section(
                 "The paper's claims",
                 _table(view),
-                _caption(f"effect: mean of the side the paper says is higher minus the other; interval: {INTERVAL}"),
+                _caption(f"effect: positive in the claim's direction; interval: {INTERVAL}"),
             )
         )
     curves = error_curves(uri, runs)

@@ -1,8 +1,10 @@
 """What has been reproduced: each study's verdicts on the paper's claims, and the scorecard across a store.
 
 A study records its verdicts on its launch run (a tag per claim, the full table as `verdicts.csv`); these
-queries read them back. The scorecard keeps, for every claim any study in the store declares, its latest
-verdict from a run that could test it (a later smoke run, "not tested", does not hide a quick run's verdict).
+queries read them back. The scorecard keeps, for every claim any study in the store declares, its result
+with the strongest evidence — a verdict over an indicative result over "not tested" — and the newest among
+equals: a later quick or subset run never hides a paper-length verdict. Its tally counts verdicts only, and
+keeps reslab's own (transferred) claims apart from the paper's.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ from typing import Any
 
 import pandas as pd
 
-from ..results.claims import HOLDS, INTERVAL, NOT_TESTED, VERDICT_COLUMNS
+from ..results.verdicts import EVIDENCE_RANK, INDICATIVE, INTERVAL, VERDICT_COLUMNS, VERDICT_LEVEL, verdict_text
 from ..tracking.layout import LAUNCH_TAG, PROFILE_TAG, VERDICT_TAG, VERDICTS_ARTIFACT
 from .queries import client_for, experiment_of
 
-NUMERIC_COLUMNS = {"within", "effect", "ci_low", "ci_high", "n_lower", "n_higher"}
+NUMERIC_COLUMNS = {
+    "within", "value", "effect", "ci_low", "ci_high", "adj_low", "adj_high", "alpha", "p", "n_lower", "n_higher",
+    "schedule", "train_images",
+}  # fmt: skip
 SCORECARD_COLUMNS = [
-    "claim", "statement", "source", "verdict", "effect", "ci_low", "ci_high", "n", "study", "profile", "launched",
+    "claim", "statement", "source", "verdict", "evidence", "leans", "effect", "ci_low", "ci_high", "adj_low",
+    "adj_high", "n", "transferred", "reason", "study", "profile", "launched",
 ]  # fmt: skip
 
 
@@ -54,40 +60,30 @@ def study_verdicts(uri: str, experiment: str) -> pd.DataFrame:
 
 
 def scorecard(uri: str) -> pd.DataFrame:
-    """Every claim the store's studies declare (SCORECARD_COLUMNS), with its latest verdict from a run that
-    tested it, or its latest "not tested" when none did; n is finished seeds on each side."""
+    """Every claim the store's studies declare (SCORECARD_COLUMNS), with its result of the strongest evidence
+    (the newest among equals); n is finished seeds on each side."""
     client = client_for(uri)
     best: dict[str, dict[str, Any]] = {}
     for experiment in client.search_experiments():
         for launch in _launches(client, experiment.experiment_id):  # newest first
             for row in _verdicts_of(launch).to_dict("records"):
-                tested = row["verdict"] != NOT_TESTED
-                if not _replaces(tested, launch.info.start_time, best.get(row["claim"])):
+                rank = EVIDENCE_RANK.get(row.get("evidence"), 0)
+                kept = best.get(row["claim"])
+                if kept is not None and (kept["rank"], kept["launched"]) >= (rank, launch.info.start_time):
                     continue
                 n = f"{_count(row.get('n_lower'))}/{_count(row.get('n_higher'))}"
                 best[row["claim"]] = {
-                    **{key: row.get(key) for key in ("claim", "statement", "source", "verdict", "effect")},
-                    "ci_low": row.get("ci_low"),
-                    "ci_high": row.get("ci_high"),
+                    **{key: row.get(key) for key in SCORECARD_COLUMNS if key in row},
+                    "transferred": str(row.get("transferred")).lower() == "true",
                     "n": n,
                     "study": experiment.name,
                     "profile": launch.data.tags.get(PROFILE_TAG, ""),
                     "launched": launch.info.start_time,
-                    "tested": tested,
+                    "rank": rank,
                 }
-    table = pd.DataFrame(list(best.values()), columns=[*SCORECARD_COLUMNS, "tested"])
+    table = pd.DataFrame(list(best.values()), columns=[*SCORECARD_COLUMNS, "rank"])
     table["launched"] = pd.to_datetime(table["launched"], unit="ms")
-    return table.drop(columns="tested").sort_values(["source", "claim"], ignore_index=True)
-
-
-def _replaces(tested: bool, launched: int, kept: dict[str, Any] | None) -> bool:
-    """Whether a verdict replaces the one kept for its claim: a tested verdict beats "not tested", and
-    between two alike the newer launch wins."""
-    if kept is None:
-        return True
-    if tested != kept["tested"]:
-        return tested
-    return launched > kept["launched"]
+    return table.drop(columns="rank").sort_values(["transferred", "source", "claim"], ignore_index=True)
 
 
 def _count(value: Any) -> str:
@@ -97,25 +93,70 @@ def _count(value: Any) -> str:
 def scorecard_markdown(table: pd.DataFrame) -> str:
     """The scorecard as a Markdown table: what `reslab scorecard` prints."""
     lines = [
-        f"### What has been reproduced (effect: higher side minus lower side; {INTERVAL})",
+        f"### What has been reproduced (effect: positive in the claim's direction; {INTERVAL})",
         "",
-        "| claim | source | verdict | effect | 95% interval | n | study | profile |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| claim | source | verdict | effect | 95% interval | adjusted interval | n | study | profile |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in table.itertuples():
         effect = "—" if pd.isna(row.effect) else f"{row.effect:+.2f}"
-        interval = "—" if pd.isna(row.ci_low) else f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
         statement = row.statement if isinstance(row.statement, str) and row.statement else row.claim
+        if row.transferred:
+            statement += " (reslab's claim)"
+        verdict = verdict_text(str(row.verdict), row.leans, row.reason)
         lines.append(
-            f"| {statement} | {row.source} | {row.verdict} | {effect} | {interval} | {row.n} | {row.study} | "
-            f"{row.profile} |"
+            f"| {statement} | {row.source} | {verdict} | {effect} | {_interval(row.ci_low, row.ci_high)} | "
+            f"{_interval(row.adj_low, row.adj_high)} | {row.n} | {row.study} | {row.profile} |"
         )
     lines += ["", tally(table) + "."]
     return "\n".join(lines) + "\n"
 
 
+def verdict_view(table: pd.DataFrame) -> pd.DataFrame:
+    """A verdicts (or scorecard) table as a reader takes it in: the claim, its verdict with what the evidence
+    lacks, the evidence level, the effect with both intervals as text, n per side."""
+    if table.empty:
+        return pd.DataFrame(columns=["claim", "source", "verdict", "evidence", "effect", "95% interval",
+                                     "adjusted interval", "n"])  # fmt: skip
+    rows = table.to_dict("records")
+    return pd.DataFrame(
+        {
+            "claim": [
+                (r.get("statement") if isinstance(r.get("statement"), str) else r["claim"])
+                + (" (reslab's claim)" if str(r.get("transferred")).lower() == "true" else "")
+                for r in rows
+            ],
+            "source": [r.get("source") for r in rows],
+            "verdict": [verdict_text(str(r["verdict"]), r.get("leans"), r.get("reason")) for r in rows],
+            "evidence": [r.get("evidence") if isinstance(r.get("evidence"), str) else "" for r in rows],
+            "effect": ["—" if pd.isna(r.get("effect")) else f"{r['effect']:+.2f}" for r in rows],
+            "95% interval": [_interval(r.get("ci_low"), r.get("ci_high")) for r in rows],
+            "adjusted interval": [_interval(r.get("adj_low"), r.get("adj_high")) for r in rows],
+            "n": [r["n"] if "n" in r else f"{_count(r.get('n_lower'))}/{_count(r.get('n_higher'))}" for r in rows],
+        }
+    )
+
+
+def _interval(low: Any, high: Any) -> str:
+    return "—" if pd.isna(low) or pd.isna(high) else f"[{low:+.2f}, {high:+.2f}]"
+
+
 def tally(table: pd.DataFrame) -> str:
-    """How many tested claims of a scorecard hold, and how many are not tested: the line under its table."""
-    held = int(table["verdict"].isin(HOLDS).sum())
-    tested = int((table["verdict"] != NOT_TESTED).sum())
-    return f"{held} of {tested} tested claims hold; {len(table) - tested} not tested yet"
+    """The line under a scorecard: of the paper's claims, how many verdicts hold, fail or stay inconclusive,
+    how many results are only indicative and how many claims are not tested; reslab's own claims apart."""
+
+    def count(rows: pd.DataFrame) -> str:
+        verdicts = rows[rows["verdict"].isin(VERDICT_LEVEL)]
+        held, failed = int((verdicts["verdict"] == "holds").sum()), int((verdicts["verdict"] == "fails").sum())
+        indicative = int((rows["verdict"] == INDICATIVE).sum())
+        untested = len(rows) - len(verdicts) - indicative
+        return (
+            f"{held} of {len(verdicts)} verdicts hold ({failed} fail, {len(verdicts) - held - failed} "
+            f"inconclusive); {indicative} only indicative; {untested} not tested"
+        )
+
+    transferred = table["transferred"].astype(bool) if len(table) else pd.Series(dtype=bool)
+    line = "The paper's claims: " + count(table[~transferred])
+    if transferred.any():
+        line += "; reslab's own (transferred) claims: " + count(table[transferred])
+    return line

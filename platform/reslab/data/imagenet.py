@@ -170,6 +170,7 @@ class ImageFolderData:
         if not 1 <= batch_size <= len(self.train_set):
             raise ValueError(f"batch size must be between 1 and the {len(self.train_set)} training images")
         self.num_classes = len(self.train_set.classes)
+        self.train_images = len(self.train_set)
         self.batch_size, self.seed, self.device, self.workers = batch_size, seed, torch.device(device), workers
         self.test_batch_size = test_batch_size or batch_size
         self._next_iteration, self._batches = -1, iter(())

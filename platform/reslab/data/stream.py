@@ -88,6 +88,7 @@ class TrainingData(Protocol):
 
     num_classes: int
     has_validation: bool
+    train_images: int  # the training set's size before any hold-out: the whole dataset, or a part of it
 
     def train_batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]: ...
 
@@ -125,6 +126,7 @@ class TensorData:
         self.validation_images = validation.images.to(device) if validation is not None else None
         self.validation_labels = validation.labels.to(device) if validation is not None else None
         self.num_classes = train.num_classes
+        self.train_images = len(train) + (len(validation) if validation is not None else 0)
         self.batch_size, self.test_batch_size, self.seed, self.augment = batch_size, test_batch_size, seed, augment
         self.steps_per_epoch = len(train) // batch_size  # an epoch's last partial batch is dropped
         self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)

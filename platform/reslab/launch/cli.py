@@ -12,7 +12,7 @@ from ..data import DatasetNotFoundError
 from ..data.fetch import check_source
 from ..logs import configure_logging
 from ..store.storage import StorageFault, quiet_storage_faults
-from ..study.plan import format_plan, plan, seeds_note
+from ..study.plan import format_plan, plan, planned_trials, recipe_lines, seeds_note
 from ..study.spec import PROFILES, Study
 from ..tracking import TrackingUnavailable
 from .options import RunOptions
@@ -177,7 +177,8 @@ def _main(studies: tuple[Study, ...], args: argparse.Namespace) -> int:
             else:
                 check_data_here(trials)
             concurrency = args.max_concurrent_trials or os.cpu_count() or 1
-            print(format_plan(plan(trials), concurrency, "this machine"))
+            print(format_plan(plan(planned_trials(study, args.profile, args.data_dir)), concurrency, "this machine"))
+            print(recipe_lines(study, args.profile, args.data_dir))
             if note := seeds_note(study, args.profile):
                 print(note)
             return 0

@@ -20,7 +20,6 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from ..results.claims import judge, untestable_reason, verdict_table, verdicts_markdown
 from ..results.summary import (
     FINAL_TESTS,
     TrialOutcome,
@@ -32,6 +31,7 @@ from ..results.summary import (
     summarize,
     to_markdown,
 )
+from ..results.verdicts import judge_claims, untestable_reason, verdict_table, verdicts_markdown
 from ..store.layout import GRID_RECORD, LAUNCH_RECORD, RESPONSES_FILE, SUMMARY_TABLE, SUMMARY_TEXT, VERDICTS_FILE
 from ..store.lock import driver_lock
 from ..store.seal import restore_sealed, seal_tuner_state, verified_state
@@ -40,6 +40,7 @@ from ..study import Study, variant_label
 from ..study.identity import grid_fingerprint
 from ..tracking import TrackingUnavailable, check_reachable, prepare_store
 from ..tracking.trials import error_reason, trial_record
+from ..training import paper_recipe
 from .options import RunOptions
 from .preflight import (
     bootstrap_config,
@@ -71,6 +72,13 @@ class StudyRun:
     untracked: bool = False  # the MLflow store could not be brought up to date: `reslab tracking sync` later
 
 
+def schedule_fraction(config: dict[str, Any], planned: int) -> float:
+    """The part of the paper's schedule a trial's recipe trains, in images seen (iterations x batch)."""
+    paper = paper_recipe(config["model"], config.get("depth"))
+    batch = config.get("recipe", {}).get("batch_size", paper.batch_size)
+    return planned * batch / (paper.iterations * paper.batch_size)
+
+
 def _outcome(result: Any) -> TrialOutcome:
     """A trial's outcome from Tune's result, classified as its MLflow run is (`TrialRecord.status`)."""
     record = trial_record(result.metrics.get("trial_id", "") if result.metrics else "", result.config)
@@ -78,12 +86,14 @@ def _outcome(result: Any) -> TrialOutcome:
     error = error_reason(result.error) if result.error is not None else None
     status, reason = record.status(metrics, error)
     history = result.metrics_dataframe
-    late = {}
+    late, curves = {}, {}
     if history is not None and "iteration" in history:  # a restored trial re-reports steps: keep each once
         history = history.drop_duplicates("iteration", keep="last")
         for key in ("train_error", "test_error"):
             if key in history:
                 late[f"{key}_late"] = late_mean(list(history["iteration"]), list(history[key]), record.planned)
+                curves[key] = tuple(zip(map(int, history["iteration"]), map(float, history[key]), strict=True))
+    config = record.config
     responses = metrics.get("layer_responses") or []
     return TrialOutcome(
         label=record.label,
@@ -98,6 +108,10 @@ def _outcome(result: Any) -> TrialOutcome:
         params=dict(record.sampled),
         response_std=sum(responses) / len(responses) if responses else math.nan,
         **late,
+        schedule=schedule_fraction(config, record.planned),
+        train_images=int(metrics.get("train_images", 0) or 0),
+        dataset=config.get("dataset", ""),
+        curves=curves,
     )
 
 
@@ -234,7 +248,7 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
         write_text(launch.path, RESPONSES_FILE, responses.to_csv(index=False))
         markdown += "\n" + responses_markdown(responses, order)
     untestable = untestable_reason(launch.profile, dataset)
-    verdicts = [judge(claim, outcomes, untestable) for claim in study.claims]
+    verdicts = judge_claims(study.claims, outcomes, untestable)
     if verdicts:
         write_text(launch.path, VERDICTS_FILE, verdict_table(verdicts).to_csv(index=False))
         markdown += "\n" + verdicts_markdown(verdicts)

@@ -102,6 +102,7 @@ def run_trial(
         return
     resumed_from, skipped = resume(trainer, session.checkpoints())
     extra = {**extra, "resumed_from": resumed_from, "device": str(trainer.device)}
+    extra["train_images"] = trainer.data.train_images  # the evidence a verdict weighs: the whole set, or a part
     if skipped:
         extra["checkpoint_skipped"] = skipped
     if trainer.shard.size > 1:

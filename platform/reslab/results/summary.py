@@ -30,6 +30,13 @@ class TrialOutcome:
     test_error_multiscale: float = math.nan  # final multi-scale test error (Table 4; NaN where not run)
     test_error_10crop_top5: float = math.nan  # their top-5 errors (ImageNet)
     test_error_multiscale_top5: float = math.nan
+    # the evidence a verdict weighs (`results/verdicts.py`): how much of the paper's schedule the trial's
+    # recipe is (1.0 = all of it; NaN: unknown), how many images its training set had before any hold-out
+    # (0: unknown), on which dataset, and its curves: (iteration, error as a fraction) per report
+    schedule: float = math.nan
+    train_images: int = 0
+    dataset: str = ""
+    curves: Mapping[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
 
 
 def late_mean(iterations: Sequence[int], values: Sequence[float], planned: int) -> float:

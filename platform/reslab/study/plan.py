@@ -10,15 +10,16 @@ as a third of a trained one), so it is an estimate for this machine.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from ..data import TensorData, synthetic_splits
 from ..models import get_model_info
+from ..results.stats import FAMILYWISE, POWER
 from ..training import TrainConfig, Trainer, pick_device
 from ..training.recipe import Recipe
-from .spec import PROFILES, SMALL_MARGIN, Study, Trial, variant_label
+from .spec import PROFILES, Study, Trial, variant_label
 
 PROBE_STEPS = 2  # timed steps of the throughput probe (after one untimed)
 PROBE_BATCH = {32: 32, 224: 4}  # probe batch by image size: near the real batch, yet a probe of seconds
@@ -134,15 +135,79 @@ def format_plan(planned: list[PlannedTrial], concurrency: int, device: str) -> s
     return "\n".join(lines)
 
 
+def planned_trials(study: Study, profile: str, data_dir: str | None = None) -> list[Trial]:
+    """The trials a run will train: the grid, or for a search its base trial once per sample on `profile`
+    (ASHA may stop some early: the plan is their most)."""
+    trials = study.trials(profile, data_dir)
+    if study.search is None:
+        return trials
+    samples = study.search.samples.get(profile, 1)
+    return [replace(trials[0], label=f"{trials[0].label} sample {k + 1}") for k in range(samples)]
+
+
+AUGMENTATION = {
+    "cifar10": "pad 4 (black) + random 32x32 crop + flip",
+    "synthetic": "pad 4 (black) + random 32x32 crop + flip",
+    "imagenet": "shorter side in [256, 480] + random 224x224 crop + flip + PCA lighting",
+}
+NORMALISATION = {"pixel_mean": "per-pixel mean subtracted", "channel": "per-channel mean and std"}
+
+
+def recipe_lines(study: Study, profile: str, data_dir: str | None = None) -> str:
+    """Each variant's recipe as it will train: lr, weight decay, momentum, schedule, warm-up, augmentation,
+    normalisation and evaluation, once per variant (its seeds share it; a search names its ranges)."""
+    configs = {trial.label: trial.config for trial in study.trials(profile, data_dir)}
+    space = study.search.space if study.search is not None else {}
+
+    def value(name: str, recipe: Recipe) -> str:
+        if name in space:
+            low, high = space[name]
+            return f"searched in [{low:g}, {high:g}] (log-uniform)"
+        return f"{getattr(recipe, name):g}"
+
+    lines = ["recipes:"]
+    for label, config in configs.items():
+        r = config.recipe
+        warmup = (
+            f"lr {r.warmup_lr:g} until training error < {100 * r.warmup_until_error:.0f} %" if r.warmup_lr else "none"
+        )
+        evaluation = f"every {config.eval_every or max(1, r.iterations // 10)} iterations, centre view"
+        if config.ten_crop:
+            evaluation += "; 10-crop at the end"
+        if config.multiscale:
+            evaluation += "; multi-scale at the end"
+        if config.validation_fraction:
+            evaluation += f"; {100 * config.validation_fraction:.0f} % of the training set held out to validate"
+        milestones = ", ".join(map(str, r.milestones)) or "none"
+        lines.append(
+            f"  {label}: lr {value('lr', r)}, weight decay {value('weight_decay', r)} (every weight), momentum "
+            f"{value('momentum', r)}, batch {r.batch_size}, {r.iterations} iterations, lr x{r.lr_decay:g} at "
+            f"{milestones}; warm-up {warmup if r.warmup_lr else 'none'}; augmentation {AUGMENTATION[config.dataset]}; "
+            f"{NORMALISATION.get(config.normalization, config.normalization)}; evaluation {evaluation}"
+        )
+    return "\n".join(lines)
+
+
 def seeds_note(study: Study, profile: str) -> str:
-    """What the dry run says about the seeds a profile adds where a claimed margin is small ("" if none)."""
-    if not PROFILES[profile].margin_seeds or not (needed := study.seeds_needed()):
+    """Per variant, the seeds a profile that sizes by power runs and the claim that asked for them ("" when
+    the profile keeps the declared seeds or no claim sizes any)."""
+    chosen = PROFILES[profile]
+    if not chosen.power_seeds or not (needs := study.seeds_needed(chosen.power_seeds)):
         return ""
-    parts = [f"{label} ({len(study.seeds_of(v, PROFILES[profile]))} seeds; margin {needed[label][1]:.2f})"
-             for v in study.variants if (label := variant_label(v)) in needed]  # fmt: skip
-    return f"seeds: the paper decides these claims by under {SMALL_MARGIN} points, so they run more seeds: " + (
-        ", ".join(parts)
-    )
+    lines = [
+        f"seeds sized for {100 * POWER:.0f} % power at a familywise {100 * FAMILYWISE:.0f} % over "
+        f"{len(study.claims)} claims (at most {chosen.power_seeds} per variant):"
+    ]
+    for variant in study.variants:
+        if (need := needs.get(label := variant_label(variant))) is None:
+            continue
+        seeds = len(study.seeds_of(variant, chosen))
+        capped = f", capped: {100 * need.power:.0f} % power" if need.capped else ""
+        lines.append(
+            f"  {label}: {seeds} seeds for {need.claim} (margin {need.margin:.2f}, sigma {need.sigma:.2f}: "
+            f"{need.sigma_source}{capped})"
+        )
+    return "\n".join(lines)
 
 
 def _duration(seconds: float) -> str:

@@ -8,24 +8,22 @@ starts or anything is logged.
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..models import ModelSpec
 from ..models.paper import MORE_TEST_ERROR, TEST_ERROR
 from ..results.claims import Claim
-from ..results.summary import MORE_TESTS
+from ..results.summary import MORE_TESTS, TrialOutcome
 from ..tracking.layout import name_problem, variant_label
 from ..training import Recipe, TrainConfig, paper_recipe
 from ..training.config import MAX_SEED
+from .power import SeedNeed, seed_needs
 
 RECIPE_KEYS = frozenset(f.name for f in fields(Recipe))
 CONFIG_KEYS = frozenset(f.name for f in fields(TrainConfig)) - {"recipe", "seed", "data_dir", "dataset"}
 VARIANT_KEYS = RECIPE_KEYS | CONFIG_KEYS | {"seeds"}  # "seeds": this variant's own seeds (e.g. 5 runs of ResNet-110)
-SMALL_MARGIN = 0.5  # points of test error: a claimed gap below this is within a single run's noise
-MARGIN_SEEDS = 3  # seeds per side of such a claim on the profile that reproduces the paper's tables
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,9 @@ class Profile:
     batch_size: int | None = None  # None = the recipe's (128 on CIFAR, 256 on ImageNet)
     synthetic_without_data: bool = False  # no --data-dir: train on the synthetic set instead of failing
     max_seeds: int | None = None  # run only the first seeds of the study
-    margin_seeds: bool = False  # add seeds where a claim's margin in the paper is small (`Study.seeds_needed`)
+    # add seeds where a claim needs them for 80 % power (`study/power.py`), up to this many per variant; None:
+    # the declared seeds (a profile whose results are only indicative has no power to size)
+    power_seeds: int | None = None
 
     def apply(self, recipe: Recipe) -> Recipe:
         """The recipe shortened to this profile (milestones keep their fractions)."""
@@ -53,7 +53,7 @@ PROFILES: dict[str, Profile] = {
     # real data, a schedule long enough to show the paper's direction
     "quick": Profile("quick", iterations=2000, eval_every=200),
     # the recipe of PAPER.md
-    "paper": Profile("paper", iterations=None, eval_every=1000, margin_seeds=True),
+    "paper": Profile("paper", iterations=None, eval_every=1000, power_seeds=20),
 }
 
 
@@ -220,27 +220,18 @@ class Study:
             for seed in self.seeds_of(variant, chosen)
         ]
 
-    def seeds_needed(self) -> dict[str, tuple[int, float]]:
-        """Variants whose comparison in a claim the paper decides by less than SMALL_MARGIN points of test
-        error, with the seeds each needs and the smallest such margin: one seed's noise (0.2 to 0.3 points on
-        CIFAR) would decide the verdict, so those run MARGIN_SEEDS seeds. From the paper's numbers
-        (`paper`); a claim on a variant without one adds nothing."""
-        needed: dict[str, tuple[int, float]] = {}
-        for claim in self.claims:
-            if claim.lower not in self.paper or claim.higher not in self.paper:
-                continue
-            margin = abs(self.paper[claim.higher] - self.paper[claim.lower])
-            if margin < SMALL_MARGIN:
-                for label in (claim.lower, claim.higher):
-                    _, smallest = needed.get(label, (0, math.inf))
-                    needed[label] = (MARGIN_SEEDS, min(margin, smallest))
-        return needed
+    def seeds_needed(self, cap: int, outcomes: Sequence[TrialOutcome] = ()) -> dict[str, SeedNeed]:
+        """Per variant, the seeds its claims need for 80 % power at the familywise rate (`study/power.py`),
+        at most `cap`; sigma from `outcomes` where they have enough seeds, else the priors."""
+        return seed_needs(self.claims, self.paper, self.dataset, cap, outcomes)
 
     def seeds_of(self, variant: Mapping[str, Any], profile: Profile) -> tuple[int, ...]:
-        """The variant's seeds on `profile`: as declared, topped up to `seeds_needed` on a profile that
-        reproduces the paper's tables, cut to the profile's `max_seeds`."""
+        """The variant's seeds on `profile`: as declared, topped up to what its claims need on a profile that
+        sizes by power, cut to the profile's `max_seeds`."""
         declared = tuple(variant.get("seeds", self.seeds))
-        wanted = self.seeds_needed().get(variant_label(variant), (0, 0.0))[0] if profile.margin_seeds else 0
+        wanted = 0
+        if profile.power_seeds and (need := self.seeds_needed(profile.power_seeds).get(variant_label(variant))):
+            wanted = need.seeds
         unused = (s for s in itertools.count() if s not in declared)  # the lowest seeds not declared
         extra = tuple(itertools.islice(unused, max(0, wanted - len(declared))))
         return (declared + extra)[: profile.max_seeds]

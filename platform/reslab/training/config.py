@@ -65,11 +65,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Spell out the family's default shortcut, so that the config (its params, its fingerprint) says which
-        option trains and None means one thing: a plain net."""
+        option trains and None means one thing: a plain net; and the normalisation an ImageNet run really uses."""
         with contextlib.suppress(ValueError):  # an unknown model: problems() names it
             info = get_model_info(self.model)
             if self.shortcut is None:
                 object.__setattr__(self, "shortcut", info.shortcut_for(None))
+        if self.dataset == "imagenet":  # its pipeline normalises per channel (docs/FIDELITY.md): the record says so
+            object.__setattr__(self, "normalization", "channel")
 
     def problems(self) -> list[str]:
         """Every invalid field with what it must be, checked before anything is built."""
