@@ -292,6 +292,8 @@ def test_the_dashboard_renders_in_headless_chromium(dashboard: str, chromium: An
     assert "cifar_resnet20 test" in legend and "cifar_plain20 train" in legend
     assert page.locator("[data-testid='stException']").count() == 0 and "Traceback" not in text
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+    page.get_by_role("tab", name="Verdicts").click()
+    page.get_by_text("A verdict needs the paper's full schedule", exact=False).first.wait_for(timeout=30_000)
     page.get_by_role("tab", name="Scorecard").click()
     page.get_by_text("What has been reproduced").wait_for(timeout=30_000)
     assert "0 of 0 verdicts hold (0 fail, 0 inconclusive); 0 only indicative; 1 not tested" in page.inner_text("body")
