@@ -69,7 +69,7 @@ IMAGENET = Study(
 
 CIFAR = Study(
     name="shortcut_ablation_cifar10",
-    title="Shortcut options A/B/C on CIFAR-10 ResNet-20 (no paper numbers: the paper uses A on CIFAR)",
+    title="Shortcut options A/B/C on CIFAR-10 ResNet-20 (the paper gives option A's number only)",
     dataset="cifar10",
     variants=({"model": "cifar_plain20"}, *grid(model=["cifar_resnet20"], shortcut=["A", "B", "C"])),
     # the paper makes these claims on ImageNet only: here they are checked on CIFAR ResNet-20

@@ -81,7 +81,12 @@ def run_study_command(args: argparse.Namespace) -> int:
         for name in study_names():
             studies = studies_of(study_module(name))
             datasets = ", ".join(s.dataset for s in studies)
-            print(f"{name:<20} {datasets:<18} {studies[0].title}")
+            if args.json:
+                experiments = [f"{s.name}-PROFILE" for s in studies]  # how the store names them
+                row = {"name": name, "datasets": [s.dataset for s in studies], "title": studies[0].title}
+                print(json.dumps({**row, "experiments": experiments}))
+            else:
+                print(f"{name:<20} {datasets:<18} {studies[0].title}")
         return 0
     from .launch import main as study_main
 
@@ -98,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions = models.add_subparsers(dest="action")
     actions.add_parser("zoo", help="list the architectures with parameters and multiply-adds (the default)")
     listing = actions.add_parser("list", help="list trained nets registered by studies: versions, aliases, errors")
+    listing.add_argument("--json", action="store_true", help="one JSON object per version, one per line")
     pull = actions.add_parser("pull", help="download a registered net's model folder")
     pull.add_argument("name", help="NAME (= NAME@best), NAME@ALIAS or NAME/VERSION, optionally as models:/…")
     pull.add_argument("--out", type=Path, required=True, help="folder to download into")
@@ -105,12 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
     study = commands.add_parser("study", help="the paper's studies reslab ships: list them, run one")
     study_actions = study.add_subparsers(dest="action", required=True)
-    study_actions.add_parser("list", help="the shipped studies, their datasets and titles")
+    study_list = study_actions.add_parser("list", help="the shipped studies, their datasets and titles")
+    study_list.add_argument("--json", action="store_true", help="one JSON object per study, one per line")
     run = study_actions.add_parser(
         "run",
         help="run a shipped study, as python studies/NAME.py would",
-        description="Every option after NAME goes to the study: see `reslab study run NAME --help`.",
-        add_help=False,  # --help after NAME is the study's own
+        description="Every option after NAME goes to the study (--help after NAME: the study's own options). "
+        "NAME is one of `reslab study list`; e.g. reslab study run plain_vs_residual --profile smoke",
     )
     run.add_argument("name", help="a study's name, as `reslab study list` gives it")
     run.add_argument("options", nargs=argparse.REMAINDER, help="the study's options (--profile, --storage, ...)")
@@ -134,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scorecard", help="every claim of the paper the store's studies checked: latest verdicts"
     )
     card.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or runs/mlflow.db)")
+    card.add_argument("--json", action="store_true", help="one JSON object per claim, one per line")
     bench = commands.add_parser("bench", help="training images/s of reslab's loop vs a DataLoader reference")
     bench.add_argument("--models", nargs="+", default=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110"])
     bench.add_argument("--iterations", type=positive_int, default=20, help="timed iterations per loop")
@@ -142,7 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
     bench.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="reslab loop's precision")
     bench.add_argument("--json", action="store_true", help="print the results as one JSON line")
+    parser.set_defaults(leaves=_leaves(parser))
     return parser
+
+
+def _leaves(parser: argparse.ArgumentParser) -> dict[tuple[str, ...], argparse.ArgumentParser]:
+    """Every (sub)command's own parser by its path ("models", "list"): an unknown flag is reported by the
+    command it was given to, with that command's usage, not the top-level one."""
+    found: dict[tuple[str, ...], argparse.ArgumentParser] = {(): parser}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found |= {(name, *path): leaf for path, leaf in _leaves(sub).items()}
+    return found
 
 
 COMMANDS = {
@@ -161,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small JSON file is noise
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        path = tuple(p for p in (args.command, getattr(args, "action", None)) if p)
+        args.leaves.get(path, args.leaves[path[:1]]).error(f"unrecognized arguments: {' '.join(unknown)}")
     configure_logging()
     try:
         return COMMANDS[args.command](args)

@@ -227,7 +227,8 @@ HELP_PROBE = """
 import sys
 from reslab.cli import build_parser, main
 commands = list(build_parser()._subparsers._group_actions[0].choices)
-for argv in [[]] + [[c] for c in commands] + [["models", "list"], ["models", "pull"], ["tracking", "sync"]]:
+nested = [["models", "list"], ["models", "pull"], ["tracking", "sync"], ["study", "run"]]
+for argv in [[]] + [[c] for c in commands] + nested:
     try:
         main([*argv, "--help"])
     except SystemExit as done:
@@ -270,3 +271,35 @@ def test_no_cuda_graph_reaches_a_train_run_and_every_trial_of_a_study() -> None:
     eager, graphed = studies[("--no-cuda-graph",)].trials("smoke"), studies[()].trials("smoke")
     assert {t.config.cuda_graph for t in eager} == {False} and {t.config.cuda_graph for t in graphed} == {True}
     assert grid_fingerprint(eager, studies[()], "smoke") == grid_fingerprint(graphed, studies[()], "smoke")
+
+
+def test_an_unknown_flag_is_reported_by_its_command_and_lists_answer_in_json(tmp_path: Path) -> None:
+    """`reslab models list --bogus` answers with `models list`'s usage, not the top-level one; `study run
+    --help` answers; study list, models list and scorecard print one JSON object per line with --json."""
+    bogus = reslab("models", "list", "--bogus")
+    assert bogus.returncode == 2 and bogus.stderr.startswith("usage: reslab models list")
+    assert "reslab models list: error: unrecognized arguments: --bogus" in bogus.stderr
+    helped = reslab("study", "run", "--help")
+    assert helped.returncode == 0 and "NAME is one of `reslab study list`" in helped.stdout
+    studies = [json.loads(line) for line in reslab("study", "list", "--json").stdout.splitlines()]
+    assert {"plain_vs_residual", "cifar_depth"} <= {s["name"] for s in studies}
+    shortcut = next(s for s in studies if s["name"] == "shortcut_ablation")
+    assert shortcut["experiments"] == ["shortcut_ablation_imagenet-PROFILE", "shortcut_ablation_cifar10-PROFILE"]
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store, registry_uri=store)
+    client.create_registered_model("cifar10-cifar_resnet20-A")
+    client.create_model_version(
+        "cifar10-cifar_resnet20-A", source=(tmp_path / "m").as_uri(), tags={"test_error": "0.1"}
+    )
+    client.set_registered_model_alias("cifar10-cifar_resnet20-A", "best", "1")
+    (listed,) = [
+        json.loads(line) for line in reslab("models", "list", "--json", "--tracking-uri", store).stdout.splitlines()
+    ]
+    assert listed["name"] == "cifar10-cifar_resnet20-A" and listed["aliases"] == ["best"] and listed["version"] == 1
+    assert listed["test_error"] == pytest.approx(10.0) and listed["pull"].endswith(f"--tracking-uri {store}")
+    assert reslab("scorecard", "--json", "--tracking-uri", store).stdout == ""  # no verdicts: no lines
+    worst = reslab("models", "pull", "cifar10-cifar_resnet20-A@worst", "--out", str(tmp_path), "--tracking-uri", store)
+    assert worst.returncode == 2
+    assert "cifar10-cifar_resnet20-A has no alias @worst; its aliases: @best, its versions: 1" in worst.stderr

@@ -81,7 +81,8 @@ def test_the_best_run_is_registered_and_loads_back_predicting_exactly_the_same(t
         logged = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
     assert sorted(m.model_id for m in logged) == sorted(r.data.tags[MODEL_ID_TAG] for r in runs)
     assert {m.source_run_id for m in logged} == {r.info.run_id for r in runs}
-    assert all(m.name == "model" and m.status.to_proto() == 2 for m in logged)  # READY
+    names = {r.info.run_id: f"cifar10-cifar_resnet20-A-{r.info.run_name}" for r in runs}  # not all "model"
+    assert all(m.name == names[m.source_run_id] and m.status.to_proto() == 2 for m in logged)  # READY
     assert all(r.outputs.model_outputs[0].model_id == r.data.tags[MODEL_ID_TAG] for r in runs)
     assert not any(client.list_artifacts(r.info.run_id) for r in runs)
 
@@ -162,7 +163,7 @@ def test_names_made_elsewhere_are_escaped_in_filters_and_quoted_in_the_pull_comm
         subprocess.run(["sh", "-c", pull.replace("reslab models pull", "true", 1)], cwd=tmp_path, check=True)
     assert not (tmp_path / "MARKER").exists()
     assert table.set_index("name").loc["evil;touch${IFS}MARKER;#", "pull"] == (
-        "reslab models pull 'evil;touch${IFS}MARKER;#/1' --out models/"
+        f"reslab models pull 'evil;touch${{IFS}}MARKER;#/1' --out models/ --tracking-uri {uri}"
     )
     with pytest.raises(ValueError, match="both kinds of quote"):
         filter_literal("""it's "x" """)

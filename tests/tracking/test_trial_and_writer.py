@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import torch
 from ray.train import Checkpoint
@@ -145,7 +146,9 @@ def test_the_writer_keeps_one_run_per_trial_and_each_step_once(tmp_path: Path) -
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    writer = MLflowWriter(uri, "contract-smoke", {"profile": "smoke"}, {"variants": ["cifar_resnet20"]})
+    source = {"mlflow.source.name": "studies/x.py", "mlflow.source.type": "LOCAL", "mlflow.source.git.commit": "ab"}
+    definition = {"study": "contract", "profile": "smoke", "variants": ["cifar_resnet20"], "trials": [{}, {}]}
+    writer = MLflowWriter(uri, "contract-smoke", {"profile": "smoke", **source}, definition)
     writer.start_launch()
     trial = record()
     run_id = writer.run_for(trial)
@@ -181,6 +184,13 @@ def test_the_writer_keeps_one_run_per_trial_and_each_step_once(tmp_path: Path) -
     [launch] = client.search_runs([writer.experiment_id], f"tags.{LAUNCH_TAG} = 'true'")
     assert launch.info.status == "FINISHED"
     assert json.loads(Path(client.download_artifacts(launch.info.run_id, "study.json", str(tmp_path))).read_text())
+    # what MLflow's own UI reads: an experiment of model training, each run's source, the launch's numbers
+    assert client.get_experiment(writer.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert {k: client.get_run(run_id).data.tags[k] for k in source} == source
+    assert launch.data.params == {"study": "contract", "profile": "smoke", "trials": "2", "variants": "1"}
+    writer.record_verdicts(pd.DataFrame({"claim": ["a", "b", "c"], "verdict": ["holds", "indicative", "holds"]}))
+    launch = client.get_run(launch.info.run_id)
+    assert launch.data.metrics == {"claims": 3.0, "claims_holds": 2.0, "claims_indicative": 1.0}
 
 
 @pytest.mark.parametrize(

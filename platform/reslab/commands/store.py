@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,15 @@ def run_registered(args: argparse.Namespace) -> int:
 
     uri = existing_store(args.tracking_uri)
     versions = registered_versions(MlflowClient(uri, registry_uri=uri))
+    if args.json:
+        from ..tracking.layout import pull_command
+
+        for v in versions:
+            row = {"name": v.name, "version": int(v.version), "aliases": list(v.aliases), "study": v.study}
+            errors = {"test_error": v.test_error, "train_error": v.train_error}
+            errors = {k: None if math.isnan(e) else 100 * e for k, e in errors.items()}
+            print(json.dumps({**row, **errors, "pull": pull_command(v.name, v.version, uri)}))
+        return 0
     if not versions:
         print(f"no registered models in {uri}; a finished study registers the best net of each configuration")
         return 0
@@ -106,6 +116,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
         "--client.showErrorDetails", "false",  # error details stay in this console, not in the browser
+        "--client.toolbarMode", "minimal",  # no Deploy button: this is a results viewer, not an app to publish
     ]  # fmt: skip
     print(f"dashboard on http://{args.host}:{args.port} for {uri}", file=sys.stderr, flush=True)
     sys.stdout.flush()
@@ -150,6 +161,10 @@ def run_scorecard(args: argparse.Namespace) -> int:
 
     uri = existing_store(args.tracking_uri)
     table = scorecard(uri)
+    if args.json:
+        for row in table.assign(launched=table["launched"].astype(str)).to_dict("records"):
+            print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}))
+        return 0
     if table.empty:
         print(f"no verdicts in {uri} yet: a study records them when it ends (python studies/NAME.py ...)")
         return 0

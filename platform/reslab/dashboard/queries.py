@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ..results.summary import FINAL_TESTS, TrialOutcome, summarize
+from ..results.verdicts import TESTING_PROFILES
 from ..tracking.catalog import latest_launch, number, registered_versions, whole_number
 from ..tracking.layout import (
     CURVE_METRICS,
@@ -260,6 +261,8 @@ def results_table(runs: pd.DataFrame, definition: StudyDefinition) -> pd.DataFra
         for r in runs.itertuples()
     ]
     order = definition.variants or sorted(runs["variant"].unique())
+    if definition.profile not in TESTING_PROFILES:  # a smoke run is not set beside the paper, as in its summary
+        return summarize(outcomes, {}, order, {})
     return summarize(outcomes, definition.paper, order, definition.paper_more)
 
 
@@ -291,7 +294,7 @@ def registered_models(uri: str) -> pd.DataFrame:
             "train_error": 100 * v.train_error,
             "study": v.study,
             "run": v.run,
-            "pull": pull_command(v.name, v.version),
+            "pull": pull_command(v.name, v.version, uri),
         }
         for v in registered_versions(client)
     ]

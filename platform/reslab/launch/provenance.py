@@ -55,6 +55,10 @@ def launch_record(study: Study, profile: str, trials: list[Trial]) -> dict[str, 
         "command": " ".join(sys.argv),
         "study": study.name,
     }
+    # MLflow's own names for where a run came from: its UI's Source column and its git link read these
+    tags |= {"mlflow.source.name": sys.argv[0] or "reslab", "mlflow.source.type": "LOCAL"}
+    if tags["git_commit"] != "unknown":
+        tags["mlflow.source.git.commit"] = tags["git_commit"]
     definition = {
         "study": study.name,
         "title": study.title,

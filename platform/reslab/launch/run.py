@@ -233,12 +233,13 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
     title = f"{study.title} — profile {launch.profile}"
     dataset = launch.trials[0].config.dataset
     order = [variant_label(v) for v in study.variants]
+    untestable = untestable_reason(launch.profile, dataset)
     if study.search is None:
-        synthetic = dataset == "synthetic"
-        table = summarize(outcomes, {} if synthetic else study.paper, order, {} if synthetic else study.paper_more)
+        comparable = not untestable  # a smoke run (or synthetic data) is not set beside the paper's numbers
+        table = summarize(outcomes, study.paper if comparable else {}, order, study.paper_more if comparable else {})
         markdown = to_markdown(table, title)
-        if dataset == "synthetic":
-            markdown += "\nTrained on synthetic data: no comparison with the paper's numbers.\n"
+        if not comparable:
+            markdown += f"\nNo comparison with the paper's numbers: {untestable}.\n"
     else:
         table = search_table(outcomes)
         markdown = search_markdown(table, title)
@@ -247,7 +248,6 @@ def _summarize(launch: Launch, results: Any, out: TextIO) -> StudyRun:
     if not responses.empty:
         write_text(launch.path, RESPONSES_FILE, responses.to_csv(index=False))
         markdown += "\n" + responses_markdown(responses, order)
-    untestable = untestable_reason(launch.profile, dataset)
     verdicts = judge_claims(study.claims, outcomes, untestable)
     if verdicts:
         write_text(launch.path, VERDICTS_FILE, verdict_table(verdicts).to_csv(index=False))

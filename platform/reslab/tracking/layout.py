@@ -36,6 +36,9 @@ WEIGHTS_TAG = "reslab.weights_sha256"  # on a trial run: the digest of its logge
 VERSION_WEIGHTS_TAG = "weights_sha256"  # on a registered version: the same digest, which a pull checks
 MODEL_ERROR_TAG = "reslab.model_error"  # why the trial's model could not be logged
 CHECKPOINT_TAG = "reslab.checkpoint"  # where the checkpoint the model came from lives
+# MLflow's UI shows an experiment of this kind as model training, not as a GenAI project (traces, agents)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_TAGS = {EXPERIMENT_KIND_TAG: "custom_model_development"}
 RUNTIME_TAG = "reslab.runtime"  # how the trial ran (data folder, device, precision, DDP workers), as JSON
 FAILED_TAG = "reslab.failed"  # why a trial could not start (missing data, a GPU torch cannot use, ...)
 DIVERGED_TAG = "diverged"  # why a trial's loss diverged
@@ -74,9 +77,10 @@ def filter_literal(value: str) -> str:
     raise ValueError(f"{value!r} holds both kinds of quote: MLflow's search filters cannot name it")
 
 
-def pull_command(name: str, version: int | str) -> str:
-    """The `reslab models pull` line for one registered version, safe to paste into a shell."""
-    return f"reslab models pull {shlex.quote(f'{name}/{version}')} --out models/"
+def pull_command(name: str, version: int | str, uri: str) -> str:
+    """The `reslab models pull` line for one registered version of the store at `uri`, safe to paste into a
+    shell anywhere (the store named, not left to the folder it is pasted in)."""
+    return f"reslab models pull {shlex.quote(f'{name}/{version}')} --out models/ --tracking-uri {shlex.quote(uri)}"
 
 
 # How a trial ends, in the words of the study's summary, the console, the sync and the dashboard alike.

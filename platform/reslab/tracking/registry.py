@@ -143,15 +143,17 @@ def warm_model_saving() -> None:
 
 
 def log_trial_model(client: Any, run_id: str, checkpoint_path: str | Path) -> SavedNet:
-    """Log the net in a trial's final checkpoint as a Logged Model of its run (name `model`, the run's params,
-    tag `reslab.model_id` on the run)."""
+    """Log the net in a trial's final checkpoint as a Logged Model of its run (named as the net it registers
+    under and its run, e.g. `cifar10-cifar_resnet20-A-cifar_resnet20-A-seed0`; the run's params; tag
+    `reslab.model_id` on the run)."""
     import mlflow.pytorch
 
     model, spec = model_from_checkpoint(checkpoint_path)
     run = client.get_run(run_id)
+    net = run.data.tags.get(REGISTERED_NAME_TAG)
     logged = client.create_logged_model(
         run.info.experiment_id,  # MLflow would file it under the default experiment when no run is active
-        name=MODEL_ARTIFACT,
+        name=re.sub(r"[/:.%\"']", "_", f"{net}-{run.info.run_name}" if net and run.info.run_name else net or "model"),
         source_run_id=run_id,
         params=dict(run.data.params),
         tags={MODEL_TAG: spec.net.model},
@@ -269,9 +271,18 @@ def resolve_version(client: Any, uri: str) -> Any:
             return client.get_model_version(name, version)
         return client.get_model_version_by_alias(name, alias or BEST_ALIAS)
     except MlflowException as error:
-        known = sorted(m.name for m in client.search_registered_models())
+        known = {m.name: m for m in client.search_registered_models()}
+        if name in known:  # the model is there; the alias or version is what is missing
+            versions = sorted(int(v.version) for v in client.search_model_versions(f"name = {filter_literal(name)}"))
+            aliases = sorted(getattr(known[name], "aliases", {}) or {})
+            what = f"version {version}" if version else f"alias @{alias or BEST_ALIAS}"
+            raise ModelNotFound(
+                f"{name} has no {what}; its aliases: {', '.join('@' + a for a in aliases) or 'none'}, its versions: "
+                f"{', '.join(map(str, versions)) or 'none'}"
+            ) from error
         raise ModelNotFound(
-            f"no registered model {uri!r} ({error.message.splitlines()[0]}); registered: {', '.join(known) or 'none'}"
+            f"no registered model {name!r} ({error.message.splitlines()[0]}); registered: "
+            f"{', '.join(sorted(known)) or 'none'}"
         ) from error
 
 

@@ -28,6 +28,8 @@ from .catalog import latest_launch
 from .layout import (
     CHECKPOINT_TAG,
     DIVERGED_TAG,
+    EXPERIMENT_KIND_TAG,
+    EXPERIMENT_TAGS,
     FAILED_TAG,
     LAUNCH_TAG,
     METRICS,
@@ -141,8 +143,14 @@ class MLflowWriter:
         self._experiment_id = (
             found.experiment_id
             if found
-            else self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
+            else self.client.create_experiment(
+                self.experiment, artifact_location=self.artifact_location, tags=EXPERIMENT_TAGS
+            )
         )
+        if found is not None and found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_TAGS[EXPERIMENT_KIND_TAG]:
+            self.client.set_experiment_tag(
+                self._experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_TAGS[EXPERIMENT_KIND_TAG]
+            )
         self.close_open_launches("KILLED")
         parent = self.client.create_run(
             self._experiment_id,
@@ -151,6 +159,13 @@ class MLflowWriter:
         )
         self._parent = parent.info.run_id
         self.client.log_text(self._parent, json.dumps(self.definition, indent=2, default=str), STUDY_ARTIFACT)
+        from mlflow.entities import Param
+
+        trials = self.definition.get("trials") or []
+        launch = {"study": self.definition.get("study"), "profile": self.definition.get("profile"),
+                  "trials": len(trials), "variants": len(self.definition.get("variants") or [])}  # fmt: skip
+        params = [Param(k, str(v)) for k, v in launch.items() if v is not None]
+        self.client.log_batch(self._parent, params=params)
 
     def close_open_launches(self, status: str = "FINISHED") -> int:
         """Close the experiment's launch runs still open: those of drivers that died (KILLED, as a new launch
@@ -187,6 +202,15 @@ class MLflowWriter:
         for key, value in tags.items():
             self.client.set_tag(self._parent, key, value)
         self.client.log_text(self._parent, table.to_csv(index=False), VERDICTS_ARTIFACT)
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        counts = {
+            "claims": len(table),
+            **{f"claims_{v.replace(' ', '_')}": n for v, n in table["verdict"].value_counts().items()},
+        }
+        metrics = [Metric(key, float(n), now, 0) for key, n in counts.items()]
+        self.client.log_batch(self._parent, metrics=metrics)  # the launch's own numbers: comparable across launches
         if started:
             self.end_launch()
 
@@ -227,6 +251,7 @@ class MLflowWriter:
             from .registry import registered_name
 
             tags = {
+                **{k: v for k, v in self.launch_tags.items() if k.startswith("mlflow.source.")},
                 TRIAL_TAG: trial.trial_id,
                 PARENT_TAG: self._parent,
                 VARIANT_TAG: trial.label,
