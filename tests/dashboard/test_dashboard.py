@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SUBSET
 from helpers import CHROMIUM, app_test, free_port, serve
 from reslab.dashboard import error_curve_figure, seed_bands
 from reslab.dashboard.text import markdown_text
@@ -174,6 +174,10 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
     studies, table, trials = (app.dataframe[i].value for i in range(3))  # the Studies and Tables views
     assert studies.loc[0, "study"] == "dash-smoke" and studies.loc[0, "finished"] == 2
     assert sorted(trials["variant"]) == ["cifar_plain20", "cifar_resnet20"] and set(trials["status"]) == {"finished"}
+    # every number traced to its run and recipe: the run id, the recipe's values and the data folder it read
+    assert trials["run_id"].str.fullmatch("[0-9a-f]{32}").all() and set(trials["batch_size"]) == {"32"}
+    assert set(trials["lr"]) == {"0.1"} and set(trials["data_dir"]) == {str(SUBSET)}
+    assert any(markdown_text(f"mlflow ui --backend-store-uri {store}") in c.value for c in app.caption)  # file store
     assert [t.label for t in app.tabs] == [
         "Studies", "Error curves", "Tables", "Verdicts", "Layer responses", "Search", "Models", "Scorecard"
     ]  # fmt: skip
@@ -367,8 +371,11 @@ def test_the_report_downloaded_from_the_dashboard_draws_offline(dashboard: str, 
 @pytest.mark.slow
 def test_reslab_report_writes_the_studys_numbers_into_one_file(store: str, tmp_path: Path) -> None:
     """`reslab report` writes the paper-shaped table with the study's own numbers, both figures with
-    plotly.js inlined and no outside reference; a study that is not there is named with those that are."""
+    plotly.js inlined and no outside reference, each trial with its recipe and run id; a study that is not
+    there is named with those that are."""
     import re
+
+    from reslab.dashboard import trial_runs
 
     reslab = str(Path(sys.executable).with_name("reslab"))
     out = tmp_path / "reports" / "dash.html"
@@ -382,6 +389,8 @@ def test_reslab_report_writes_the_studys_numbers_into_one_file(store: str, tmp_p
         assert f"<td>{row.variant}</td>" in page and f"<td>{row.test_error_mean:.2f} (1)</td>" in page
     assert "<td>8.75</td>" not in page  # a smoke run is not set beside the paper's ResNet-20
     assert "2 trials (2 finished) · profile smoke" in page and "dash.py" in page  # the launch's command
+    runs = trial_runs(store, "dash-smoke")
+    assert all(f"<td>{run_id}</td>" in page for run_id in runs["run_id"]) and "<th>data_dir</th>" in page
     assert page.count("Plotly.newPlot(") == 2 and '"name":"cifar_resnet20 test"' in page
     assert "Layer responses (Fig. 7)" in page and "reslab models pull cifar10-cifar_resnet20-A/1" in page
     assert not re.search(r"""<(script|link|img|iframe)[^>]+(src|href)\s*=""", page)  # nothing loaded from outside

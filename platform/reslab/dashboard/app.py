@@ -152,8 +152,15 @@ def draw_views() -> None:
         st.download_button("Download CSV", results.to_csv(index=False), f"{experiment}.csv", "text/csv")
         st.subheader("Trials")
         finals = [c for c in FINAL_TESTS if runs[c].isna().all()]  # tests the trials did not run
-        hidden = ["run_id", "artifact_uri", *finals]
-        st.dataframe(runs.drop(columns=hidden), hide_index=True, width="stretch")
+        hidden = ["artifact_uri", *finals] + ([] if runs["mlflow"].astype(bool).any() else ["mlflow"])
+        st.dataframe(
+            runs.drop(columns=hidden),
+            hide_index=True,
+            width="stretch",
+            column_config={"mlflow": st.column_config.LinkColumn("MLflow run", display_text="open")},
+        )
+        if not runs["mlflow"].astype(bool).any():
+            st.caption(markdown_text(f"each run in MLflow's own UI: mlflow ui --backend-store-uri {uri}"))
 
     with verdicts_tab:
         claims = verdicts(uri, experiment)

@@ -23,6 +23,7 @@ from ..tracking.layout import (
     CURVE_METRICS,
     LAUNCH_TAG,
     RESPONSES_ARTIFACT,
+    RUNTIME_TAG,
     STUDY_ARTIFACT,
     TRIAL_TAG,
     VARIANT_TAG,
@@ -191,16 +192,40 @@ def trial_runs(uri: str, experiment: str) -> pd.DataFrame:
                 "test_error": 100 * metrics.get("test_error", math.nan),
                 **{m: 100 * metrics.get(m, math.nan) for m in FINAL_TESTS},  # the paper's tables' tests
                 "iterations": iterations,
+                **recipe_of(params, run.data.tags),
                 "run_name": run.info.run_name,
                 "run_id": run.info.run_id,
+                "mlflow": run_link(uri, found.experiment_id, run.info.run_id),
                 "artifact_uri": run.info.artifact_uri,
             }
         )
     columns = [
-        "variant", "seed", "status", "train_error", "test_error", *FINAL_TESTS, "iterations", "run_name",
-        "run_id", "artifact_uri",
+        "variant", "seed", "status", "train_error", "test_error", *FINAL_TESTS, "iterations", *RECIPE_COLUMNS,
+        "run_name", "run_id", "mlflow", "artifact_uri",
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns).sort_values(["variant", "seed"], ignore_index=True)
+
+
+RECIPE_COLUMNS = ["lr", "weight_decay", "batch_size", "milestones", "warmup_lr", "data_dir"]
+
+
+def recipe_of(params: dict[str, str], tags: dict[str, str]) -> dict[str, str]:
+    """How a trial trained, as its run recorded it: the recipe's params and the data folder it read (its
+    runtime tag), so that every number in a view can be traced to its recipe."""
+    try:
+        runtime = json.loads(tags.get(RUNTIME_TAG) or "{}")
+    except ValueError:
+        runtime = {}
+    recipe = {name: params.get(f"recipe.{name}", "") for name in RECIPE_COLUMNS[:-1]}
+    data_dir = runtime.get("data_dir") if isinstance(runtime, dict) else None
+    return {**recipe, "data_dir": str(data_dir) if data_dir else f"({params.get('dataset', '?')}: none)"}
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in MLflow's UI where the store is a server ("" for a file store: `mlflow ui` on it)."""
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return ""
 
 
 def trial_counts(runs: pd.DataFrame) -> str:

@@ -36,14 +36,17 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
 h1 { margin-bottom: 0.2rem; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.92rem; }
-th, td { padding: 0.3rem 0.7rem; border-bottom: 1px solid #eee; text-align: left; white-space: nowrap; }
+th, td { padding: 0.3rem 0.7rem; border-bottom: 1px solid #eee; text-align: left; max-width: 26rem; }
 td { font-variant-numeric: tabular-nums; } section { overflow-x: auto; }
 .meta { color: #666; font-size: 0.9rem; } .meta code { font-size: 0.85rem; }
 .caption { color: #666; font-size: 0.88rem; }
 """
 
-TRIAL_COLUMNS = ["variant", "seed", "status", "train_error", "test_error", "iterations", "run_name"]
-HEADINGS = {"train_error": "train error %", "test_error": "test error %", "run_name": "run"}
+TRIAL_COLUMNS = [
+    "variant", "seed", "status", "train_error", "test_error", "iterations", "lr", "weight_decay", "batch_size",
+    "milestones", "data_dir", "run_id",
+]  # fmt: skip
+HEADINGS = {"train_error": "train error %", "test_error": "test error %", "run_id": "MLflow run"}
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -128,7 +131,13 @@ def study_report(uri: str, experiment: str, *, generated: datetime | None = None
         sections.append(
             _section("Search", _figure(search_figure(searched), 480), _table(searched.head(10)), _caption("best first"))
         )
-    sections.append(_section("Trials", _table(runs[TRIAL_COLUMNS])))
+    sections.append(
+        _section(
+            "Trials",
+            _table(runs[TRIAL_COLUMNS]),
+            _caption("each trial's recipe as its run recorded it; the run id opens it in MLflow (mlflow ui)"),
+        )
+    )
     models = registered_models(uri)
     models = models[models["study"] == experiment].drop(columns=["study"])
     if not models.empty:
