@@ -3,6 +3,8 @@ run by Streamlit's AppTest against that store, an empty store and a server that 
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import os
 import subprocess
@@ -199,6 +201,16 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
     assert "paper %" not in table.columns  # a smoke run: no paper column, as in its summary
     app.multiselect[0].set_value(["cifar_plain20"]).run()
     assert "cifar_resnet20 test" not in app.get("plotly_chart")[0].proto.spec
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["xaxis"]["rangemode"] == "tozero" and spec["layout"]["legend"]["orientation"] == "h"
+    (curve,) = [box for box in app.selectbox if box.label == "Curve"]
+    curve.set_value("training loss").run()  # any other curve the runs logged
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["yaxis"]["title"]["text"] == "training loss" and spec["data"][0]["name"] == "cifar_plain20"
+    steps = spec["data"][0]["x"]  # plotly may send the array as typed bytes
+    assert (list(base64.b64decode(steps["bdata"])) if isinstance(steps, dict) else steps) == [6, 12, 18, 24]
+    curve.set_value("validation error (%)").run()
+    assert any("No run of this study logged validation error" in i.value for i in app.info)
 
 
 def test_the_scorecard_keeps_each_claims_strongest_evidence_then_the_newest(tmp_path: Path) -> None:

@@ -29,12 +29,15 @@ from reslab.dashboard import (
     trial_counts,
     trial_runs,
 )
+from reslab.dashboard.figures import metric_figure
+from reslab.dashboard.queries import MORE_CURVES, metric_curves
 from reslab.dashboard.report import study_report
 from reslab.dashboard.scorecard import tally, verdict_view
 from reslab.dashboard.text import markdown_text
 from reslab.results.summary import FINAL_TESTS, paper_table
 from reslab.tracking import TrackingUnavailable, prepare_store, resolve_tracking_uri
 
+PAPER_CURVES = "train and test error (the paper's figures)"
 REFRESH_S = 10  # cached queries expire this fast, so a running study's views follow it
 VERDICT_NOTE = (
     "effect: positive in the claim's direction (errors in points); interval: 95 % Welch t over seeds; adjusted: "
@@ -136,14 +139,23 @@ def draw_views() -> None:
         st.subheader(markdown_text(f"{experiment}: {definition.title}" if definition.title else experiment))
         variants = definition.variants or sorted(runs["variant"].unique())
         chosen = st.multiselect("Configurations", variants, default=variants)
+        shown = st.selectbox("Curve", [PAPER_CURVES, *MORE_CURVES.values()])
         single = st.toggle("Single seeds", value=False)
-        log_y = st.toggle("Log scale", value=False)
+        log_y = st.toggle("Log scale", value=False, disabled=shown != PAPER_CURVES)
         if curves.empty:
             st.info("No curves yet: the trials have not reported.")
-        else:
+        elif shown == PAPER_CURVES:
             figure = error_curve_figure(curves, chosen, single_seeds=single, log_y=log_y)
             st.plotly_chart(figure, width="stretch")
             st.caption("dashed: training error, bold: test error; band: ± std over seeds")
+        else:
+            metric = next(key for key, label in MORE_CURVES.items() if label == shown)
+            other = metric_curves(uri, runs, metric)
+            if other.empty:
+                st.info(f"No run of this study logged {shown} (validation error: only with a validation split).")
+            else:
+                st.plotly_chart(metric_figure(other, shown, chosen, single_seeds=single), width="stretch")
+                st.caption("the mean over seeds per configuration (Single seeds: one line each)")
 
     with table_tab:
         results = results_table(runs, definition)

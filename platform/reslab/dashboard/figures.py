@@ -98,9 +98,47 @@ def error_curve_figure(
         yaxis_title="error (%)",
         yaxis_type="log" if log_y else "linear",
         hovermode="closest",
-        legend={"groupclick": "togglegroup"},
+        legend=LEGEND,
         margin={"t": 40 if title else 10},
     )
+    figure.update_xaxes(rangemode="tozero")  # from iteration 0, not from the first evaluation
+    return figure
+
+
+# below the plot, where Plotly's toolbar (top right) cannot cover it
+LEGEND = {"groupclick": "togglegroup", "orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0}
+
+
+def metric_figure(
+    curves: pd.DataFrame, label: str, variants: Sequence[str] | None = None, *, single_seeds: bool = False
+) -> go.Figure:
+    """Any other logged curve (`queries.metric_curves`): the mean over seeds per configuration, or every
+    seed as its own line, with `label` on the y axis."""
+    figure = go.Figure()
+    chosen = list(variants) if variants is not None else sorted(curves["variant"].unique())
+    palette = qualitative.Plotly
+    for number, variant in enumerate(chosen):
+        lines = curves[curves["variant"] == variant]
+        groups = (
+            list(lines.groupby("seed"))
+            if single_seeds
+            else [("", lines.groupby("iteration", as_index=False)["value"].mean())]
+        )
+        for seed, line in groups:
+            if line.empty:
+                continue
+            name = f"{escape(variant)} seed {seed}" if single_seeds else escape(variant)
+            figure.add_trace(
+                go.Scatter(
+                    x=line["iteration"], y=line["value"], mode="lines", name=name, legendgroup=variant,
+                    line={"color": palette[number % len(palette)]},
+                    hovertemplate="iter %{x}<br>%{y:.4g}<extra>%{fullData.name}</extra>",
+                )
+            )  # fmt: skip
+    figure.update_layout(
+        xaxis_title="iterations", yaxis_title=escape(label), hovermode="closest", legend=LEGEND, margin={"t": 10}
+    )
+    figure.update_xaxes(rangemode="tozero")
     return figure
 
 

@@ -260,6 +260,29 @@ def error_curves(uri: str, runs: pd.DataFrame, metrics: tuple[str, ...] = CURVE_
     return pd.concat(frames, ignore_index=True).sort_values(["variant", "seed", "metric", "iteration"])
 
 
+# the other curves a run logs, with what their values are (errors in %)
+MORE_CURVES = {
+    "validation_error": "validation error (%)",
+    "train_loss": "training loss",
+    "test_loss": "test loss",
+    "lr": "learning rate",
+    "images_per_second": "training images/s",
+}
+
+
+def metric_curves(uri: str, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One logged metric of every run as a long table: variant, seed, run_id, iteration, value (an error in
+    %); empty when no run logged it (a run without a validation split, say)."""
+    client = client_for(uri)
+    scale = 100.0 if metric.endswith("_error") else 1.0
+    rows = [
+        {"variant": run.variant, "seed": run.seed, "run_id": run.run_id, "iteration": m.step, "value": scale * m.value}
+        for run in runs.itertuples()
+        for m in client.get_metric_history(run.run_id, metric)
+    ]
+    return pd.DataFrame(rows, columns=["variant", "seed", "run_id", "iteration", "value"])
+
+
 def seed_bands(curves: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and n over seeds of each (variant, metric, iteration): the band the curve view draws."""
     if curves.empty:
