@@ -9,6 +9,7 @@ as a third of a trained one), so it is an estimate for this machine.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, replace
 
@@ -21,7 +22,7 @@ from ..training import TrainConfig, Trainer, pick_device
 from ..training.recipe import Recipe
 from .spec import PROFILES, Study, Trial, variant_label
 
-PROBE_STEPS = 2  # timed steps of the throughput probe (after one untimed)
+PROBE_STEPS = 5  # timed steps of the throughput probe (after one untimed); their median counts
 PROBE_BATCH = {32: 32, 224: 4}  # probe batch by image size: near the real batch, yet a probe of seconds
 TEST_IMAGES = {"cifar10": 10_000, "imagenet": 50_000, "synthetic": 500}  # the full test (val) sets
 TRAIN_IMAGES = {"cifar10": 50_000, "imagenet": 1_281_167, "synthetic": 2_000}  # what a validation split cuts
@@ -52,12 +53,14 @@ def measure_images_per_second(config: TrainConfig, device: torch.device) -> floa
     recipe = Recipe(batch_size=batch_size, iterations=1, milestones=())
     trainer = Trainer(config.model_spec.build(), data, recipe, device=device, precision=config.precision)
     trainer.train_step(*data.train_batch(0))  # untimed: allocations, kernel selection
-    started = time.perf_counter()
+    times = []
     for step in range(PROBE_STEPS):
+        started = time.perf_counter()
         trainer.train_step(*data.train_batch(step))
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return PROBE_STEPS * batch_size / (time.perf_counter() - started)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - started)
+    return batch_size / statistics.median(times)  # the median step: one slow step (a busy core) does not count
 
 
 def trial_compute(config: TrainConfig) -> float:
@@ -91,9 +94,14 @@ def plan(trials: list[Trial], device: str | None = None) -> list[PlannedTrial]:
     target = pick_device(device)
     speeds: dict[tuple, float] = {}
     planned = []
+    if trials:  # untimed: the process's first steps pay one-time costs (kernel choice, allocator) once
+        measure_images_per_second(trials[0].config, target)
     for trial in trials:
         config = trial.config
-        key = (config.model, config.depth, config.shortcut, input_size(config))
+        # one probe per distinct amount of work (multiply-adds to two significant digits): plain-20 and
+        # ResNet-20 with options A, B or C get one estimate, not four noisy ones
+        work = float(f"{config.model_spec.multiply_adds(input_size(config)):.2g}")
+        key = (work, input_size(config), config.precision)
         if key not in speeds:
             speeds[key] = measure_images_per_second(config, target)
         images = config.recipe.iterations * config.recipe.batch_size
