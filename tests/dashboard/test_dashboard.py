@@ -173,17 +173,17 @@ def test_the_app_shows_the_study_its_curves_and_its_table(store: str, monkeypatc
     assert [b.label for b in app.sidebar.get("download_button")] == ["Download report (HTML)"]
     assert app.sidebar.toggle[0].label == "Live (every 10 s)" and app.sidebar.toggle[0].value is False  # none running
     assert any("2 trials (2 finished) · latest report at iteration 24" in c.value for c in app.caption)
-    studies, table, trials = (app.dataframe[i].value for i in range(3))  # the Studies and Tables views
+    frames = [d.value for d in app.dataframe]  # in tab order: Tables (2), Verdicts, then the store's three
+    table, trials, verdicts, studies, _, card = frames
     assert studies.loc[0, "study"] == "dash-smoke" and studies.loc[0, "finished"] == 2
     assert sorted(trials["variant"]) == ["cifar_plain20", "cifar_resnet20"] and set(trials["status"]) == {"finished"}
     # every number traced to its run and recipe: the run id, the recipe's values and the data folder it read
     assert trials["run_id"].str.fullmatch("[0-9a-f]{32}").all() and set(trials["batch_size"]) == {"32"}
     assert set(trials["lr"]) == {"0.1"} and set(trials["data_dir"]) == {str(SUBSET)}
     assert any(markdown_text(f"mlflow ui --backend-store-uri {store}") in c.value for c in app.caption)  # file store
-    assert [t.label for t in app.tabs] == [
-        "Studies", "Error curves", "Tables", "Verdicts", "Layer responses", "Search", "Models", "Scorecard"
+    assert [t.label for t in app.tabs] == [  # this study's views (no Search: it is a grid), then the store's
+        "Error curves", "Tables", "Verdicts", "Layer responses", "Store: studies", "Store: models", "Store: scorecard"
     ]  # fmt: skip
-    verdicts, card = app.dataframe[3].value, app.dataframe[-1].value  # the Verdicts and Scorecard views
     assert list(verdicts["verdict"]) == ["not tested (the smoke profile is too short to test the paper's claims)"]
     assert list(verdicts["evidence"]) == ["none"] and list(card["evidence"]) == ["none"]  # the evidence level
     assert list(card["claim"]) == ["ResNet-20 has lower test error than plain-20"] and list(card["study"]) == [

@@ -127,12 +127,18 @@ def draw_views() -> None:
         f"{trial_counts(runs)} · latest report at iteration {latest:,} · "
         f"read at {time.strftime('%H:%M:%S')}" + (f" · live, every {REFRESH_S} s" if live else "")
     )
-    studies_tab, curves_tab, table_tab, verdicts_tab, responses_tab, search_tab, models_tab, card_tab = st.tabs(
-        ["Studies", "Error curves", "Tables", "Verdicts", "Layer responses", "Search", "Models", "Scorecard"]
-    )
+    trials = searched(uri, experiment)
+    # this study's views first, those it has only (Fig. 7, a search); then the store's, named as such
+    names = ["Error curves", "Tables", "Verdicts"]
+    names += ["Layer responses"] if not responses.empty else []
+    names += ["Search"] if not trials.empty else []
+    tabs = dict(zip([*names, "Store: studies", "Store: models", "Store: scorecard"], st.tabs(
+        [*names, "Store: studies", "Store: models", "Store: scorecard"]), strict=True))  # fmt: skip
+    curves_tab, table_tab, verdicts_tab = tabs["Error curves"], tabs["Tables"], tabs["Verdicts"]
+    studies_tab, models_tab, card_tab = tabs["Store: studies"], tabs["Store: models"], tabs["Store: scorecard"]
 
     with studies_tab:
-        st.subheader("Studies")
+        st.subheader("Studies in this store")
         st.dataframe(studies(uri), hide_index=True, width="stretch")
 
     with curves_tab:
@@ -183,18 +189,13 @@ def draw_views() -> None:
             st.dataframe(verdict_view(claims), hide_index=True, width="stretch")
             st.caption(VERDICT_NOTE)
 
-    with responses_tab:
-        if responses.empty:
-            st.info("This study did not compute layer responses (Fig. 7); studies/layer_responses.py does.")
-        else:
+    if "Layer responses" in tabs:
+        with tabs["Layer responses"]:
             st.plotly_chart(layer_response_figure(responses, definition.variants or None), width="stretch")
             st.caption("std of each 3x3 layer's output after BN, before ReLU / addition, on the test set (Fig. 7)")
 
-    with search_tab:
-        trials = searched(uri, experiment)
-        if trials.empty:
-            st.info("This study is a grid, not a search; studies/lr_search.py searches lr and weight decay.")
-        else:
+    if "Search" in tabs:
+        with tabs["Search"]:
             st.plotly_chart(search_figure(trials), width="stretch")
             st.caption("one line per trial; ASHA stops the trials that fall behind before their planned iterations")
             st.subheader("Best trials")
