@@ -114,7 +114,7 @@ def test_resources_pack_small_cifar_nets_onto_a_gpu_and_fall_back_to_cpus() -> N
 
 def test_dry_run_plan_counts_compute_and_estimates_time() -> None:
     study = Study("d", "t", "cifar10", grid(model=["cifar_resnet20", "cifar_resnet56"]))
-    planned = plan(study.trials("smoke"))
+    planned = plan(study.trials("smoke"), measure=True)
     assert [p.label for p in planned] == ["cifar_resnet20", "cifar_resnet56"]
     images = 24 * 32
     assert planned[0].flops == pytest.approx(3 * 40_551_040 * images, rel=0.01)
@@ -122,7 +122,30 @@ def test_dry_run_plan_counts_compute_and_estimates_time() -> None:
     # two evaluations (iterations 12 and 24) of the 500 synthetic test images, forward only
     assert planned[0].eval_flops == pytest.approx(40_551_040 * 2 * 500, rel=0.01)
     text = format_plan(planned, concurrency=2, device="cpu")
-    assert "2 trials" in text and "cifar_resnet56" in text and "PFLOP evaluation (" in text
+    assert "2 trials" in text and "cifar_resnet56" in text and "PFLOP evaluation (" in text and "on cpu: about" in text
+
+
+def test_the_dry_run_costs_gpu_hours_on_named_gpus_without_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --measure nothing trains (the probe is not called); each trial's time on a GPU is its images
+    over a measured rate where one exists (ResNet-20 at batch 128 on an H200: 54,493 img/s), else peak dense
+    bf16 x the family's utilisation over 6 x multiply-adds; the totals name each GPU, the measured share and
+    the price."""
+    import reslab.study.plan
+    from reslab.study.cost import GPUS, UTILISATION
+
+    monkeypatch.setattr(reslab.study.plan, "measure_images_per_second", lambda *a: pytest.fail("it trained"))
+    study = runpy.run_path(str(REPO / "studies" / "cifar_depth.py"))["STUDY"]
+    planned = {p.label: p for p in plan(study.trials("paper", "/data"))}  # seed 0 of each variant, last wins
+    r20 = planned["cifar_resnet20"]
+    assert math.isnan(r20.seconds) and r20.images == 64_000 * 128
+    seconds, measured = r20.gpu_seconds("H200")
+    assert measured and seconds == pytest.approx((r20.images + r20.evaluated / 3) / 54_493)
+    seconds, measured = r20.gpu_seconds("A100")
+    rate = GPUS["A100"].bf16_tflops * 1e12 * UTILISATION["cifar"] / (6 * r20.multiply_adds)
+    assert not measured and seconds == pytest.approx((r20.images + r20.evaluated / 3) / rate)
+    text = format_plan(list(planned.values()), price_per_gpu_hour=2.0)
+    assert "GPU-hours (one trial per GPU at a time): A10G " in text and "; H100 " in text and "$" in text
+    assert "of 6 trials measured" in text and "on cpu" not in text and " here" not in text.splitlines()[0]
 
 
 def test_the_dry_run_counts_evaluation_centre_crop_curves_and_one_ten_crop_test() -> None:

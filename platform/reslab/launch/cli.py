@@ -95,7 +95,15 @@ def build_parser(*studies: Study, prog: str | None = None) -> argparse.ArgumentP
         action="store_false",
         help="on CUDA, run each step eagerly instead of replaying it as a captured graph (4x faster on ResNet-20)",
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the trials and a compute/time estimate only")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the trials, their compute and GPU-hours on named GPUs only"
+    )
+    parser.add_argument(
+        "--measure", action="store_true", help="with --dry-run: also time each workload on this machine (trains steps)"
+    )
+    parser.add_argument(
+        "--price-per-gpu-hour", type=float, metavar="USD", help="with --dry-run: the GPU-hours' price at this rate"
+    )
     parser.add_argument(
         "--verbose", action="store_true", help="Ray Tune's own status tables and the trial workers' output too"
     )
@@ -177,7 +185,8 @@ def _main(studies: tuple[Study, ...], args: argparse.Namespace) -> int:
             else:
                 check_data_here(trials)
             concurrency = args.max_concurrent_trials or os.cpu_count() or 1
-            print(format_plan(plan(planned_trials(study, args.profile, args.data_dir)), concurrency, "this machine"))
+            planned = plan(planned_trials(study, args.profile, args.data_dir), measure=args.measure)
+            print(format_plan(planned, concurrency, "this machine", args.price_per_gpu_hour))
             print(recipe_lines(study, args.profile, args.data_dir))
             if note := seeds_note(study, args.profile):
                 print(note)

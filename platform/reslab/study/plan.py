@@ -9,6 +9,7 @@ as a third of a trained one), so it is an estimate for this machine.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from ..models import get_model_info
 from ..results.stats import FAMILYWISE, POWER
 from ..training import TrainConfig, Trainer, pick_device
 from ..training.recipe import Recipe
+from .cost import GPUS, UTILISATION, gpu_seconds
 from .spec import PROFILES, Study, Trial, variant_label
 
 PROBE_STEPS = 5  # timed steps of the throughput probe (after one untimed); their median counts
@@ -35,8 +37,21 @@ class PlannedTrial:
     iterations: int
     batch_size: int
     flops: float  # training: multiply-adds x 3 x images over the whole trial
-    seconds: float  # estimated on this device, evaluation included
+    seconds: float  # measured on this device (`--measure`), evaluation included; NaN when not measured
     eval_flops: float = 0.0  # evaluation: multiply-adds x images evaluated over the whole trial
+    net: tuple[str, str | None] = ("", None)  # the net's label (with depth) and shortcut
+    family: str = "cifar"
+    multiply_adds: float = 0.0  # per image, forward
+    evaluated: float = 0.0  # images put through the net to evaluate, over the whole trial
+
+    @property
+    def images(self) -> int:
+        return self.iterations * self.batch_size
+
+    def gpu_seconds(self, gpu: str) -> tuple[float, bool]:
+        """Its time on one `gpu` (`study/cost.py`), and whether that rate was measured."""
+        return gpu_seconds(gpu, self.net, self.family, self.batch_size, self.multiply_adds, self.images,
+                           self.evaluated)  # fmt: skip
 
 
 def input_size(config: TrainConfig) -> tuple[int, int, int]:
@@ -89,58 +104,80 @@ def eval_images(config: TrainConfig) -> float:
     return evaluations(config) * (test + validation) + final
 
 
-def plan(trials: list[Trial], device: str | None = None) -> list[PlannedTrial]:
-    """Compute and time estimates for every trial (one throughput probe per distinct model)."""
-    target = pick_device(device)
+def plan(trials: list[Trial], device: str | None = None, measure: bool = False) -> list[PlannedTrial]:
+    """Compute for every trial, and its GPU time from `study/cost.py`, without training anything; with
+    `measure`, also a time on this device from a short probe of each distinct workload."""
+    target = pick_device(device) if measure else None
     speeds: dict[tuple, float] = {}
     planned = []
-    if trials:  # untimed: the process's first steps pay one-time costs (kernel choice, allocator) once
+    if trials and target is not None:  # untimed: the process's first steps pay one-time costs once
         measure_images_per_second(trials[0].config, target)
     for trial in trials:
         config = trial.config
-        # one probe per distinct amount of work (multiply-adds to two significant digits): plain-20 and
-        # ResNet-20 with options A, B or C get one estimate, not four noisy ones
-        work = float(f"{config.model_spec.multiply_adds(input_size(config)):.2g}")
-        key = (work, input_size(config), config.precision)
-        if key not in speeds:
-            speeds[key] = measure_images_per_second(config, target)
-        images = config.recipe.iterations * config.recipe.batch_size
-        evaluated = eval_images(config)
         macs = config.model_spec.multiply_adds(input_size(config))
+        evaluated = eval_images(config)
+        seconds = math.nan
+        if target is not None:
+            # one probe per distinct amount of work (multiply-adds to two significant digits): plain-20 and
+            # ResNet-20 with options A, B or C get one estimate, not four noisy ones
+            key = (float(f"{macs:.2g}"), input_size(config), config.precision)
+            if key not in speeds:
+                speeds[key] = measure_images_per_second(config, target)
+            seconds = (config.recipe.iterations * config.recipe.batch_size + evaluated / 3) / speeds[key]
+        family = get_model_info(config.model).family
         planned.append(
             PlannedTrial(
-                trial.label,
-                trial.seed,
-                config.recipe.iterations,
-                config.recipe.batch_size,
-                trial_compute(config),
-                (images + evaluated / 3) / speeds[key],  # a forward pass: about a third of a training step
-                macs * evaluated,
+                trial.label, trial.seed, config.recipe.iterations, config.recipe.batch_size, trial_compute(config),
+                seconds, macs * evaluated, (config.model_spec.label, config.shortcut), family, macs, evaluated,
             )
-        )
+        )  # fmt: skip
     return planned
 
 
-def format_plan(planned: list[PlannedTrial], concurrency: int, device: str) -> str:
-    """The trial table and totals, with the time divided over `concurrency` parallel trials."""
-    header = f"{'variant':<28} {'seed':>4} {'iterations':>10} {'batch':>5} {'PFLOP':>9} {'eval PFLOP':>10}"
-    lines = [f"{header} {'est. time':>10}"]
+def format_plan(
+    planned: list[PlannedTrial], concurrency: int = 1, device: str = "", price_per_gpu_hour: float | None = None
+) -> str:
+    """The trial table (with each trial's time on an H100) and totals: compute, GPU-hours on each named GPU
+    (measured rates where there are some), dollars at `price_per_gpu_hour`, and with a measured plan the
+    time on `device` over `concurrency` parallel trials."""
+    measured = any(not math.isnan(p.seconds) for p in planned)
+    header = f"{'variant':<28} {'seed':>4} {'iterations':>10} {'batch':>5} {'PFLOP':>9} {'eval PFLOP':>10} {'H100':>8}"
+    lines = [header + (f" {'here':>10}" if measured else "")]
     for p in planned:
         lines.append(
             f"{p.label:<28} {p.seed:>4} {p.iterations:>10} {p.batch_size:>5} {p.flops / 1e15:>9.4f} "
-            f"{p.eval_flops / 1e15:>10.4f} {_duration(p.seconds):>10}"
+            f"{p.eval_flops / 1e15:>10.4f} {_duration(p.gpu_seconds('H100')[0]):>8}"
+            + (f" {_duration(p.seconds):>10}" if measured else "")
         )
     train_flops = sum(p.flops for p in planned)
     eval_flops = sum(p.eval_flops for p in planned)
-    total_seconds = sum(p.seconds for p in planned)
     share = 100 * eval_flops / (train_flops + eval_flops) if train_flops + eval_flops else 0.0
     lines.append(
         f"{len(planned)} trials, {train_flops / 1e15:.4f} PFLOP training (multiply-adds x 3) + "
-        f"{eval_flops / 1e15:.4f} PFLOP evaluation ({share:.0f} % of the compute); about "
-        f"{_duration(total_seconds / max(1, concurrency))} on {device} with {concurrency} trial(s) at a time "
-        f"({_duration(total_seconds)} of trial time)"
+        f"{eval_flops / 1e15:.4f} PFLOP evaluation ({share:.0f} % of the compute)"
     )
+    lines.append("GPU-hours (one trial per GPU at a time): " + gpu_hours_line(planned, price_per_gpu_hour))
+    if measured:
+        total_seconds = sum(p.seconds for p in planned)
+        lines.append(
+            f"on {device}: about {_duration(total_seconds / max(1, concurrency))} with {concurrency} trial(s) at a "
+            f"time ({_duration(total_seconds)} of trial time)"
+        )
     return "\n".join(lines)
+
+
+def gpu_hours_line(planned: list[PlannedTrial], price_per_gpu_hour: float | None = None) -> str:
+    """GPU-hours of the trials on each named GPU, how many of them at a measured rate, and their price."""
+    parts = []
+    for gpu in GPUS:
+        times = [p.gpu_seconds(gpu) for p in planned]
+        hours = sum(t for t, _ in times) / 3600
+        known = sum(m for _, m in times)
+        price = f", ${hours * price_per_gpu_hour:,.0f}" if price_per_gpu_hour is not None else ""
+        parts.append(f"{gpu} {hours:,.1f}" + (f" ({known} of {len(times)} trials measured{price})" if known else
+                                               (f" ({price[2:]})" if price else "")))  # fmt: skip
+    assumed = ", ".join(f"{family} nets at {100 * share:.1f} %" for family, share in UTILISATION.items())
+    return "; ".join(parts) + f" — peak dense bf16 x utilisation ({assumed}) where not measured (docs/benchmarks.md)"
 
 
 def planned_trials(study: Study, profile: str, data_dir: str | None = None) -> list[Trial]:
