@@ -165,8 +165,8 @@ def flagged_study(studies: tuple[Study, ...], args: argparse.Namespace) -> Study
     """The study `--dataset` picks, with the flags that set how its trials run (runtime fields: the trials
     keep their identities, so a restore with other flags continues the same experiment)."""
     study = next(s for s in studies if s.dataset == getattr(args, "dataset", studies[0].dataset))
-    runtime = {"data_parallel": args.data_parallel, "cuda_graph": False if not args.cuda_graph else None}
-    runtime = {k: v for k, v in runtime.items() if v is not None}
+    runtime = {"data_parallel": args.data_parallel} if args.data_parallel is not None else {}
+    runtime |= {} if args.cuda_graph else {"cuda_graph": False}
     return replace(study, settings={**study.settings, **runtime}) if runtime else study
 
 

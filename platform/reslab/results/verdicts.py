@@ -114,6 +114,11 @@ def _values(trials: Sequence[TrialOutcome], metric: str) -> list[float]:
     return [v for v in (scale * getattr(o, metric) for o in trials) if math.isfinite(v)]
 
 
+def finished_values(outcomes: Sequence[TrialOutcome], label: str, metric: str) -> list[float]:
+    """`metric` of every finished trial of `label` (errors in percent): what a claim's arm holds."""
+    return _values(_finished(outcomes, label), metric)
+
+
 def evidence_of(trials: Sequence[TrialOutcome], seeds: tuple[int, ...]) -> Evidence:
     schedule = min((o.schedule for o in trials), default=math.nan)
     images = min((o.train_images for o in trials), default=0)

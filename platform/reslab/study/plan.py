@@ -3,8 +3,8 @@
 Training compute is multiply-adds per image x 3 (forward + backward) x images seen; evaluation compute is
 multiply-adds x images evaluated (forward only: every evaluation passes the whole test set, centre crop, and
 the validation set where one is held out; 10-crop testing adds one pass of 10 crops an image at the end).
-Time comes from a short measured throughput of each distinct model on this device (an evaluated image taken
-as a third of a trained one), so it is an estimate for this machine.
+Time is given on named GPUs (`study/cost.py`) without training anything; `--measure` adds a time on this
+device from a short probe of each distinct workload (an evaluated image taken as a third of a trained one).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from ..data import TensorData, synthetic_splits
 from ..models import get_model_info
 from ..results.stats import FAMILYWISE, POWER
+from ..results.verdicts import FULL_TRAIN_IMAGES
 from ..training import TrainConfig, Trainer, pick_device
 from ..training.recipe import Recipe
 from .cost import GPUS, UTILISATION, gpu_seconds
@@ -27,7 +28,7 @@ from .spec import PROFILES, Study, Trial, variant_label
 PROBE_STEPS = 5  # timed steps of the throughput probe (after one untimed); their median counts
 PROBE_BATCH = {32: 32, 224: 4}  # probe batch by image size: near the real batch, yet a probe of seconds
 TEST_IMAGES = {"cifar10": 10_000, "imagenet": 50_000, "synthetic": 500}  # the full test (val) sets
-TRAIN_IMAGES = {"cifar10": 50_000, "imagenet": 1_281_167, "synthetic": 2_000}  # what a validation split cuts
+TRAIN_IMAGES = {**FULL_TRAIN_IMAGES, "synthetic": 2_000}  # what a validation split cuts
 
 
 @dataclass(frozen=True)
@@ -36,17 +37,25 @@ class PlannedTrial:
     seed: int
     iterations: int
     batch_size: int
-    flops: float  # training: multiply-adds x 3 x images over the whole trial
-    seconds: float  # measured on this device (`--measure`), evaluation included; NaN when not measured
-    eval_flops: float = 0.0  # evaluation: multiply-adds x images evaluated over the whole trial
-    net: tuple[str, str | None] = ("", None)  # the net's label (with depth) and shortcut
-    family: str = "cifar"
-    multiply_adds: float = 0.0  # per image, forward
-    evaluated: float = 0.0  # images put through the net to evaluate, over the whole trial
+    net: tuple[str, str | None]  # the net's label (with depth) and shortcut
+    family: str  # "cifar" or "imagenet"
+    multiply_adds: float  # per image, forward
+    evaluated: float  # images put through the net to evaluate, over the whole trial
+    seconds: float = math.nan  # measured on this device (`--measure`), evaluation included
 
     @property
     def images(self) -> int:
         return self.iterations * self.batch_size
+
+    @property
+    def flops(self) -> float:
+        """Training: multiply-adds x 3 (forward + backward) x images over the whole trial."""
+        return 3.0 * self.multiply_adds * self.images
+
+    @property
+    def eval_flops(self) -> float:
+        """Evaluation: multiply-adds x images evaluated over the whole trial."""
+        return self.multiply_adds * self.evaluated
 
     def gpu_seconds(self, gpu: str) -> tuple[float, bool]:
         """Its time on one `gpu` (`study/cost.py`), and whether that rate was measured."""
@@ -115,22 +124,18 @@ def plan(trials: list[Trial], device: str | None = None, measure: bool = False) 
     for trial in trials:
         config = trial.config
         macs = config.model_spec.multiply_adds(input_size(config))
-        evaluated = eval_images(config)
-        seconds = math.nan
+        trial_plan = PlannedTrial(
+            trial.label, trial.seed, config.recipe.iterations, config.recipe.batch_size,
+            (config.model_spec.label, config.shortcut), get_model_info(config.model).family, macs, eval_images(config),
+        )  # fmt: skip
         if target is not None:
             # one probe per distinct amount of work (multiply-adds to two significant digits): plain-20 and
             # ResNet-20 with options A, B or C get one estimate, not four noisy ones
             key = (float(f"{macs:.2g}"), input_size(config), config.precision)
             if key not in speeds:
                 speeds[key] = measure_images_per_second(config, target)
-            seconds = (config.recipe.iterations * config.recipe.batch_size + evaluated / 3) / speeds[key]
-        family = get_model_info(config.model).family
-        planned.append(
-            PlannedTrial(
-                trial.label, trial.seed, config.recipe.iterations, config.recipe.batch_size, trial_compute(config),
-                seconds, macs * evaluated, (config.model_spec.label, config.shortcut), family, macs, evaluated,
-            )
-        )  # fmt: skip
+            trial_plan = replace(trial_plan, seconds=(trial_plan.images + trial_plan.evaluated / 3) / speeds[key])
+        planned.append(trial_plan)
     return planned
 
 

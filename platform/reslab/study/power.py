@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from ..results.claims import Claim
 from ..results.stats import FAMILYWISE, seeds_for_power
 from ..results.summary import TrialOutcome
+from ..results.verdicts import finished_values
 
 # One seed's standard deviation (points of error), by dataset and metric, with where it comes from.
 SIGMA_PRIORS: dict[tuple[str, str], tuple[float, str]] = {
@@ -64,12 +65,7 @@ def claim_margin(claim: Claim, paper: Mapping[str, float]) -> float | None:
 def spread(claim: Claim, dataset: str, outcomes: Sequence[TrialOutcome] = ()) -> tuple[float, str] | tuple[None, str]:
     """One seed's sigma for the claim's metric: pooled over its arms when each has OWN_SIGMA_SEEDS finished seeds,
     else the prior (None with a reason when there is neither)."""
-    scale = 1.0 if claim.metric == "response_std" else 100.0
-    arms = [
-        [scale * getattr(o, claim.metric) for o in outcomes if o.label == side and o.status == "finished"]
-        for side in claim.variants
-    ]
-    arms = [[v for v in arm if math.isfinite(v)] for arm in arms]
+    arms = [finished_values(outcomes, side, claim.metric) for side in claim.variants]
     if arms and all(len(arm) >= OWN_SIGMA_SEEDS for arm in arms):
         squares = sum(sum((v - sum(arm) / len(arm)) ** 2 for v in arm) for arm in arms)
         pooled = math.sqrt(squares / sum(len(arm) - 1 for arm in arms))
